@@ -1,0 +1,210 @@
+"""Synthetic attention layer: Y = softmax(sum_i alpha_i S_i(X) + mask) . G(X).
+
+One layer composes any list of synthesizing functions (synthesizers.py). With one
+function alpha is 1; with several, alpha is a learned [heads, n] table normalized
+by a softmax over the functions (sum alpha = 1, the paper's "Mixture of
+Synthesizers"), per layer and per head.
+
+It subclasses mtf's SelfAttention only to inherit its masks (`compute_bias`:
+causal read/write priorities and segment ids) and the gin bindings T5 already makes
+on `SelfAttention` (num_heads=%num_heads, key_value_size=%d_kv, dropout_rate),
+which reach us because we pass them through to SelfAttention.__init__.
+"""
+
+import gin
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import transformer_layers
+import tensorflow.compat.v1 as tf
+
+from synth_mtf import synthesizers as synth_lib
+
+COMPONENTS_DIM = "synth_components"
+
+
+@gin.configurable
+class SynthesizerAttention(transformer_layers.SelfAttention):
+  """Synthesizer self-attention (Tay et al. 2021) for mtf.transformer stacks.
+
+  Works as encoder self-attention, causal decoder self-attention (incremental
+  decoding included) and in decoder-only LMs. Cross-attention stays
+  EncDecAttention: Dense/Random synthesizers need queries and memory of the same
+  length, which cross-attention does not have (paper, section 4).
+  """
+
+  def __init__(self,
+               synthesizers=("random",),
+               max_length=512,
+               relative_attention_type=None,
+               **kwargs):
+    """Create the layer.
+
+    Args:
+      synthesizers: list of names ("random", "fixed_random", "factorized_random",
+        "dense", "factorized_dense", "dot_product"; paper aliases "r", "fix",
+        "fr", "d", "fd", "v") or synthesizers.SynthesizingFunction instances.
+        Several entries make a mixture with learned per-head alpha.
+      max_length: size of the length-dependent parameters (Random's N x N, Dense's
+        N outputs). Sequences up to this length run; longer ones fail at graph
+        construction. Changing it changes the checkpoint's variable shapes.
+      relative_attention_type: T5's relative position bias, added to the mixed
+        logits. Default None: a pure synthesizer sees no query-key position bias
+        (as in the paper and the mtf release); set "bias_shared" to give mixtures
+        with dot product the same bias as T5's vanilla attention.
+      **kwargs: passed to SelfAttention (num_heads, key_value_size,
+        dropout_rate, attention_kwargs, ...), whose gin bindings apply.
+    """
+    super(SynthesizerAttention, self).__init__(
+        relative_attention_type=relative_attention_type, **kwargs)
+    if isinstance(synthesizers, (str, synth_lib.SynthesizingFunction)):
+      synthesizers = [synthesizers]
+    if not synthesizers:
+      raise ValueError(
+          "SynthesizerAttention.synthesizers is empty: a mixture needs at least "
+          "one synthesizing function, e.g. ['random'] or ['random', "
+          "'dot_product']. Valid names: %s." % sorted(synth_lib.REGISTRY))
+    self.synthesizers = [synth_lib.build(s) for s in synthesizers]
+    names = [s.name for s in self.synthesizers]
+    if len(set(names)) != len(names):
+      raise ValueError(
+          "SynthesizerAttention.synthesizers lists %s: each synthesizing function "
+          "may appear once per layer (their variables share a scope)." % names)
+    if not isinstance(max_length, int) or max_length < 1:
+      raise ValueError("SynthesizerAttention.max_length must be a positive "
+                       "integer, got %r." % (max_length,))
+    self.max_length = max_length
+    for s in self.synthesizers:
+      s.validate(max_length)
+    if self.num_memory_heads:
+      raise ValueError("SynthesizerAttention does not support num_memory_heads "
+                       "(multi-query attention); unset it for this layer.")
+    if self.shared_kv or self.keep_query_heads_dims:
+      raise ValueError("SynthesizerAttention does not support shared_kv or "
+                       "keep_query_heads_dims; unset them for this layer.")
+
+  @property
+  def heads_dim(self):
+    return mtf.Dimension("heads", self.num_heads)
+
+  @property
+  def length_dependent(self):
+    return any(not isinstance(s, synth_lib.DotProduct)
+               for s in self.synthesizers)
+
+  @property
+  def caches_keys(self):
+    return any(s.needs_keys for s in self.synthesizers)
+
+  def num_params(self, d_model):
+    """Parameters of one layer: Table 1's |theta| per function + G, output, alpha."""
+    h, dkv, n = self.num_heads, self.key_value_size, self.max_length
+    total = 2 * d_model * h * dkv  # value (G) and output projections
+    total += sum(s.num_params(d_model, h, dkv, n) for s in self.synthesizers)
+    if len(self.synthesizers) > 1:
+      total += h * len(self.synthesizers)
+    return total
+
+  def _check_length(self, context, memory_length):
+    if not self.length_dependent:
+      return
+    lengths = [memory_length.size]
+    if context.mode != "incremental":
+      lengths.append(context.length_dim.size)
+    if max(lengths) > self.max_length:
+      raise ValueError(
+          "Sequence length %d exceeds SynthesizerAttention.max_length=%d (the "
+          "size of the %s parameters). Bind --gin_param=\"SynthesizerAttention."
+          "max_length = %d\" (or more), or shorten utils.run.sequence_length."
+          % (max(lengths), self.max_length,
+             "/".join(s.name for s in self.synthesizers
+                      if not isinstance(s, synth_lib.DotProduct)),
+             max(lengths)))
+
+  def _segment_positions(self, context, memory_length):
+    """Per-segment positions (queries, memory) or (None, None) if not needed."""
+    if context.mode == "incremental" or not self.length_dependent:
+      return None, None
+    seg = context.subsequence_id
+    if not isinstance(seg, mtf.Tensor):
+      seg = context.sequence_id
+    if not isinstance(seg, mtf.Tensor) or context.length_dim not in seg.shape:
+      return None, None  # one example per row: positions are the indices
+    if not context.position_is_default:
+      qpos = context.position  # already restarts in each segment
+    else:
+      # position within segment = number of earlier tokens of the same segment
+      mseg = mtf.replace_dimensions(seg, context.length_dim, memory_length)
+      same = mtf.equal(seg, mseg)
+      earlier = mtf.less(mtf.range(context.mesh, memory_length, tf.int32),
+                         mtf.range(context.mesh, context.length_dim, tf.int32))
+      qpos = mtf.reduce_sum(mtf.to_int32(mtf.logical_and(same, earlier)),
+                            reduced_dim=memory_length)
+    return qpos, mtf.replace_dimensions(qpos, context.length_dim, memory_length)
+
+  def call(self, context, x, losses=None):
+    """x: [batch..., length, d_model] ([batch..., d_model] when incremental)."""
+    incremental = context.mode == "incremental"
+    memory_length = self.memory_length(context)
+    self._check_length(context, memory_length)
+    model_dim = context.model.model_dim
+    heads, kv = self.heads_dim, self.kv_dim
+    m = x if incremental else mtf.replace_dimensions(
+        x, context.length_dim, memory_length)
+
+    if incremental:
+      one_hot = mtf.one_hot(context.position, memory_length,
+                            dtype=context.activation_dtype)
+
+    def remember(t):
+      """Keep t ([..., memory_length, ...]) in the incremental-decoding state."""
+      if incremental:
+        old, = context.get_states(1)
+        t = old * (1.0 - one_hot) + t * one_hot
+      if context.mode in ("incremental", "first_part"):
+        context.record_new_states([t])
+      return t
+
+    qpos, mpos = self._segment_positions(context, memory_length)
+    sctx = synth_lib.SynthesisContext(
+        context=context, x=x, m=m, heads_dim=heads, kv_dim=kv,
+        model_dim=model_dim, length_dim=None if incremental else context.length_dim,
+        memory_length_dim=memory_length, max_length=self.max_length,
+        query_position=qpos, memory_position=mpos,
+        decode_position=context.position if incremental else None,
+        remember=remember)
+
+    # G(X): values, the only state a pure synthesizer caches.
+    wv = sctx.variable("v", [model_dim, heads, kv], model_dim.size ** -0.5)
+    v = remember(mtf.einsum([m, wv], reduced_dims=[model_dim]))
+
+    parts = []
+    for s in self.synthesizers:
+      with tf.variable_scope(s.name):
+        parts.append(s.logits(sctx))
+    if len(parts) == 1:
+      logits = parts[0]
+    else:
+      comp = mtf.Dimension(COMPONENTS_DIM, len(parts))
+      alpha = mtf.get_variable(
+          context.mesh, "alpha", mtf.Shape([heads, comp]),
+          initializer=tf.zeros_initializer(), dtype=context.variable_dtype)
+      alpha = mtf.softmax(alpha, comp)  # sum over functions = 1, per head
+      logits = mtf.add_n([mtf.gather(alpha, i, comp) * p
+                          for i, p in enumerate(parts)])
+
+    if incremental:
+      memory_position = mtf.range(context.mesh, memory_length, tf.int32)
+    else:
+      memory_position = self.rename_length_to_memory_length(
+          context.position, context)
+    bias = self.compute_bias(context, memory_position, x, [heads], x)
+    if bias is not None:
+      logits += bias
+    weights = mtf.softmax(logits, memory_length)
+    if context.train and self.dropout_rate > 0.0:
+      weights = mtf.dropout(
+          weights, context.train, rate=self.dropout_rate,
+          noise_shape=weights.shape - context.length_dim)
+    o = mtf.einsum([weights, v], reduced_dims=[memory_length])
+    wo = sctx.variable("o", [heads, kv, model_dim],
+                       (heads.size * kv.size) ** -0.5)
+    return mtf.einsum([o, wo], output_shape=x.shape)

@@ -1,0 +1,399 @@
+"""Synthesizing functions S(X) of the Synthesizer paper (Tay et al. 2021, Table 1).
+
+Each class turns the layer input into attention logits on named mesh dimensions
+[batch..., heads, length, memory_length] (fewer dims where a logit does not depend
+on one, e.g. Random has no batch dim). The layer in `attention.py` mixes them with
+per-head weights alpha and applies softmax(...) . G(X).
+
+Two families, following the paper's "Sample" column:
+  * global (Random, FactorizedRandom): a table T[heads, query_pos, memory_pos]
+    shared by all examples;
+  * local (Dense, FactorizedDense): each token i predicts a row of logits over
+    memory positions from X_i alone.
+Both are indexed by *per-segment* positions, so a packed example (T5 packs several
+examples into one row) gets exactly the logits it would get alone. The stock
+mesh-tensorflow release slices by absolute offset instead.
+"""
+
+import math
+
+import gin
+import mesh_tensorflow as mtf
+import tensorflow.compat.v1 as tf
+
+MAX_LENGTH_DIM = "max_length"
+MAX_MEMORY_LENGTH_DIM = "max_memory_length"
+
+
+class SynthesisContext(object):
+  """What a synthesizing function needs to know about the current call.
+
+  Built by `SynthesizerAttention.call`; see there for the meaning of each field.
+  Attributes:
+    context: the mtf.transformer Context.
+    x: query antecedent, [batch..., length, d_model] ([batch..., d_model] when
+      incremental).
+    m: memory antecedent, [batch..., memory_length, d_model] (== x when
+      incremental).
+    heads_dim, kv_dim, model_dim: mtf.Dimensions.
+    length_dim: query length dim (None when incremental).
+    memory_length_dim: mtf.Dimension("memory_length", M).
+    max_length: int, the size of length-dependent parameters.
+    query_position / memory_position: per-segment positions, int32 tensors
+      [batch..., length] / [batch..., memory_length] when the batch may be packed;
+      None means "the index along the dim" (fast slicing path).
+    decode_position: int32 tensor (scalar or [batch...]) when incremental.
+    remember: fn(tensor) -> tensor, keeps a per-memory-position tensor in the
+      incremental-decoding state (returns the full cached tensor).
+  """
+
+  def __init__(self, **kwargs):
+    self.__dict__.update(kwargs)
+
+  @property
+  def incremental(self):
+    return self.context.mode == "incremental"
+
+  @property
+  def packed(self):
+    return self.query_position is not None
+
+  def variable(self, name, dims, stddev, trainable=True):
+    return mtf.get_variable(
+        self.context.mesh, name, mtf.Shape(dims),
+        initializer=tf.random_normal_initializer(stddev=stddev),
+        dtype=self.context.variable_dtype, trainable=trainable)
+
+
+def _max_dims(max_length):
+  return (mtf.Dimension(MAX_LENGTH_DIM, max_length),
+          mtf.Dimension(MAX_MEMORY_LENGTH_DIM, max_length))
+
+
+def _take_prefix(t, dim_name, size, new_name):
+  """t[..., :size, ...] along dim_name, renamed to new_name."""
+  t = mtf.slice(t, 0, size, dim_name)
+  return mtf.rename_dimension(t, dim_name, new_name)
+
+
+class SynthesizingFunction(object):
+  """Base class. Subclasses define `name` (variable scope) and `logits`."""
+
+  name = None
+  needs_keys = False  # only dot product caches keys for incremental decoding
+
+  def logits(self, sctx):
+    raise NotImplementedError
+
+  def num_params(self, d_model, num_heads, d_kv, max_length):
+    """Parameter count, the |theta| column of the paper's Table 1."""
+    raise NotImplementedError
+
+  def formula(self):
+    """Table 1's |theta| in terms of d=d_model, h, d_kv, N=max_length."""
+    raise NotImplementedError
+
+  def validate(self, max_length):
+    """Raise ValueError for hyper-parameters inconsistent with max_length."""
+
+  def __repr__(self):
+    return "%s()" % type(self).__name__
+
+
+class GlobalSynthesizer(SynthesizingFunction):
+  """Logits from a table T[heads, query_pos, memory_pos] shared by all inputs."""
+
+  def table(self, sctx, rows, cols):
+    """T[:, :rows, :cols] as [heads, max_length(rows), max_memory_length(cols)]."""
+    raise NotImplementedError
+
+  def logits(self, sctx):
+    m_len = sctx.memory_length_dim
+    if sctx.incremental:
+      t = self.table(sctx, sctx.max_length, m_len.size)
+      t = mtf.rename_dimension(t, MAX_MEMORY_LENGTH_DIM, m_len.name)
+      return mtf.gather(t, sctx.decode_position,
+                        t.shape.get_dim_by_name(MAX_LENGTH_DIM))
+    length = sctx.length_dim
+    t = self.table(sctx, length.size, m_len.size)
+    t = mtf.rename_dimension(t, MAX_LENGTH_DIM, length.name)
+    t = mtf.rename_dimension(t, MAX_MEMORY_LENGTH_DIM, m_len.name)
+    if not sctx.packed:
+      return t  # [heads, length, memory_length], broadcast over the batch
+    return _gather_table(t, sctx)
+
+
+def _gather_table(t, sctx):
+  """logits[b, h, i, j] = t[h, qpos[b, i], mpos[b, j]] (per-segment positions)."""
+  qpos, mpos = sctx.query_position, sctx.memory_position
+  batch_dims = [d for d in qpos.shape.dims if d != sctx.length_dim]
+  heads, length, m_len = t.shape.dims
+  out_shape = mtf.Shape(batch_dims + [heads, length, m_len])
+
+  def fn(table, q, m):
+    h = tf.shape(table)[0]
+    n_q, n_m = table.shape[1], table.shape[2]
+    flat = tf.reshape(table, [h, n_q * n_m])
+    idx = q[..., :, None] * n_m + m[..., None, :]  # [batch..., L, M]
+    batch_shape = tf.shape(idx)[:-2]
+    idx = tf.reshape(idx, [-1, n_q, n_m])
+    out = tf.gather(flat, idx, axis=1)  # [h, B, L, M]
+    out = tf.transpose(out, [1, 0, 2, 3])
+    return tf.reshape(out, tf.concat([batch_shape, [h, n_q, n_m]], 0))
+
+  return mtf.slicewise(fn, [t, qpos, mpos], output_shape=out_shape,
+                       output_dtype=t.dtype,
+                       splittable_dims=batch_dims + [heads],
+                       name="gather_synthetic_table")
+
+
+@gin.configurable
+class Random(GlobalSynthesizer):
+  """Random Synthesizer, S(X) = R with R[heads, N, N] (eq. 4).
+
+  trainable=False gives the paper's "Fixed" Random Synthesizer: R keeps its random
+  initial value but is still a checkpointed variable (so restarts and evaluation see
+  the same matrix).
+  """
+
+  def __init__(self, trainable=True, stddev=1.0):
+    self.trainable = trainable
+    self.stddev = stddev
+
+  @property
+  def name(self):
+    return "random" if self.trainable else "fixed_random"
+
+  def table(self, sctx, rows, cols):
+    r = sctx.variable("R", [sctx.heads_dim] + list(_max_dims(sctx.max_length)),
+                      self.stddev, trainable=self.trainable)
+    r = mtf.slice(r, 0, rows, MAX_LENGTH_DIM)
+    return mtf.slice(r, 0, cols, MAX_MEMORY_LENGTH_DIM)
+
+  def num_params(self, d_model, num_heads, d_kv, max_length):
+    return num_heads * max_length * max_length
+
+  def formula(self):
+    return "h*N^2"
+
+  def __repr__(self):
+    return "Random(trainable=%s)" % self.trainable
+
+
+@gin.configurable
+def FixedRandom(stddev=1.0):  # pylint: disable=invalid-name
+  """The paper's Fixed Random Synthesizer: a non-trainable Random."""
+  return Random(trainable=False, stddev=stddev)
+
+
+@gin.configurable
+class FactorizedRandom(GlobalSynthesizer):
+  """Factorized Random Synthesizer, S(X) = R1 R2^T, R1, R2 in R^{N x k} (eq. 7)."""
+
+  name = "factorized_random"
+
+  def __init__(self, k=8):
+    if k < 1:
+      raise ValueError("FactorizedRandom.k must be >= 1, got %r" % (k,))
+    self.k = k
+
+  def table(self, sctx, rows, cols):
+    n_q, n_m = _max_dims(sctx.max_length)
+    k_dim = mtf.Dimension("synth_k", self.k)
+    # std k^-1/4 each, so that R1 R2^T has unit variance like Random's R.
+    std = self.k ** -0.25
+    r1 = sctx.variable("R1", [sctx.heads_dim, n_q, k_dim], std)
+    r2 = sctx.variable("R2", [sctx.heads_dim, n_m, k_dim], std)
+    r1 = mtf.slice(r1, 0, rows, MAX_LENGTH_DIM)
+    r2 = mtf.slice(r2, 0, cols, MAX_MEMORY_LENGTH_DIM)
+    return mtf.einsum([r1, r2], reduced_dims=[k_dim])
+
+  def num_params(self, d_model, num_heads, d_kv, max_length):
+    return num_heads * 2 * max_length * self.k
+
+  def formula(self):
+    return "h*2*N*k (k=%d)" % self.k
+
+  def __repr__(self):
+    return "FactorizedRandom(k=%d)" % self.k
+
+
+class LocalSynthesizer(SynthesizingFunction):
+  """Logits conditioned on X_i alone: token i predicts its row of logits."""
+
+  def hidden(self, sctx):
+    """sigma_R(W1 X_i), per head: [batch..., length?, heads, d_kv]."""
+    w1 = sctx.variable("W1", [sctx.model_dim, sctx.heads_dim, sctx.kv_dim],
+                       sctx.model_dim.size ** -0.5)
+    return mtf.relu(mtf.einsum([sctx.x, w1], reduced_dims=[sctx.model_dim]))
+
+  def rows(self, sctx, cols):
+    """Logits over memory positions [:cols]: [..., heads, max_memory_length]."""
+    raise NotImplementedError
+
+  def logits(self, sctx):
+    m_len = sctx.memory_length_dim
+    rows = self.rows(sctx, m_len.size)
+    rows = mtf.rename_dimension(rows, MAX_MEMORY_LENGTH_DIM, m_len.name)
+    if not sctx.packed:
+      return rows
+    # Column j of token i is memory_position[j], its position in its segment.
+    mpos = sctx.memory_position
+    batch_dims = mpos.shape.dims[:-1]
+    other = [d for d in rows.shape.dims if d not in batch_dims]  # length, heads, M
+    rows = mtf.transpose(rows, batch_dims + other)
+
+    def fn(r, m):
+      # r: [batch..., length, heads, M]; m: [batch..., M] -> take_along_axis.
+      idx = tf.broadcast_to(m[..., None, None, :], tf.shape(r))
+      return tf.gather(r, idx, axis=-1, batch_dims=len(r.shape) - 1)
+
+    return mtf.slicewise(fn, [rows, mpos], output_shape=rows.shape,
+                         output_dtype=rows.dtype,
+                         splittable_dims=batch_dims + other[:-1],
+                         name="gather_synthetic_rows")
+
+
+@gin.configurable
+class Dense(LocalSynthesizer):
+  """Dense Synthesizer, S(X)_i = W2 sigma_R(W1 X_i) (eq. 1-2), per head.
+
+  W1: d_model -> d_kv and W2: d_kv -> N for each head; with h*d_kv = d this is the
+  paper's d^2 + d*N parameters.
+  """
+
+  name = "dense"
+
+  def rows(self, sctx, cols):
+    w2 = sctx.variable(
+        "W2", [sctx.heads_dim, sctx.kv_dim,
+               mtf.Dimension(MAX_MEMORY_LENGTH_DIM, sctx.max_length)],
+        sctx.kv_dim.size ** -0.5)
+    w2 = mtf.slice(w2, 0, cols, MAX_MEMORY_LENGTH_DIM)
+    return mtf.einsum([self.hidden(sctx), w2], reduced_dims=[sctx.kv_dim])
+
+  def num_params(self, d_model, num_heads, d_kv, max_length):
+    return d_model * num_heads * d_kv + num_heads * d_kv * max_length
+
+  def formula(self):
+    return "d*h*d_kv + h*d_kv*N"
+
+
+def _default_factors(n):
+  a = max(i for i in range(1, int(math.isqrt(n)) + 1) if n % i == 0)
+  return a, n // a
+
+
+@gin.configurable
+class FactorizedDense(LocalSynthesizer):
+  """Factorized Dense Synthesizer, S(X)_i = H_A(F_A(X_i)) * H_B(F_B(X_i)) (eq. 5-6).
+
+  F_A, F_B project the shared hidden sigma_R(W1 X_i) to a and b logits per head,
+  a*b = N (max_length). H_A tiles A b times and H_B repeats each entry of B a
+  times, so column j gets A[j mod a] * B[j div a]: N distinct pairs, the paper's
+  "avoid similar values within the same block". a=b=None picks the most square
+  factorization of max_length.
+  """
+
+  name = "factorized_dense"
+
+  def __init__(self, a=None, b=None):
+    self.a = a
+    self.b = b
+
+  def factors(self, max_length):
+    if self.a is None and self.b is None:
+      return _default_factors(max_length)
+    a = self.a if self.a is not None else max_length // self.b
+    b = self.b if self.b is not None else max_length // self.a
+    return a, b
+
+  def validate(self, max_length):
+    a, b = self.factors(max_length)
+    if a < 1 or b < 1 or a * b != max_length:
+      raise ValueError(
+          "FactorizedDense needs a*b == max_length, got a=%r, b=%r and "
+          "max_length=%d (a*b=%r). Set FactorizedDense.a and FactorizedDense.b to "
+          "factors of SynthesizerAttention.max_length, or leave both unset."
+          % (self.a, self.b, max_length, (self.a or 0) * (self.b or 0)))
+
+  def rows(self, sctx, cols):
+    a, b = self.factors(sctx.max_length)
+    a_dim, b_dim = mtf.Dimension("synth_a", a), mtf.Dimension("synth_b", b)
+    std = sctx.kv_dim.size ** -0.5
+    wa = sctx.variable("WA", [sctx.heads_dim, sctx.kv_dim, a_dim], std)
+    wb = sctx.variable("WB", [sctx.heads_dim, sctx.kv_dim, b_dim], std)
+    h = self.hidden(sctx)
+    fa = mtf.einsum([h, wa], reduced_dims=[sctx.kv_dim])  # [..., heads, a]
+    fb = mtf.einsum([h, wb], reduced_dims=[sctx.kv_dim])  # [..., heads, b]
+    outer = fa.shape - a_dim + [b_dim, a_dim]
+    n_dim = mtf.Dimension(MAX_MEMORY_LENGTH_DIM, a * b)
+    flat = fa.shape - a_dim + [n_dim]
+    # index j = ib * a + ia  ->  A[j mod a] * B[j div a]
+    tiled_a = mtf.reshape(mtf.broadcast(fa, outer), flat)
+    repeated_b = mtf.reshape(mtf.broadcast(fb, outer), flat)
+    return mtf.slice(tiled_a * repeated_b, 0, cols, MAX_MEMORY_LENGTH_DIM)
+
+  def num_params(self, d_model, num_heads, d_kv, max_length):
+    a, b = self.factors(max_length)
+    return d_model * num_heads * d_kv + num_heads * d_kv * (a + b)
+
+  def formula(self):
+    return "d*h*d_kv + h*d_kv*(a+b)"
+
+  def __repr__(self):
+    return "FactorizedDense(a=%r, b=%r)" % (self.a, self.b)
+
+
+@gin.configurable
+class DotProduct(SynthesizingFunction):
+  """Vanilla attention as a synthesizing function, S(X) = F_Q(X) F_K(X)^T.
+
+  As in T5, the 1/sqrt(d_kv) scaling is folded into the initializer of W_Q.
+  """
+
+  name = "dot_product"
+  needs_keys = True
+
+  def logits(self, sctx):
+    d, kv = sctx.model_dim, sctx.kv_dim
+    wq = sctx.variable("q", [d, sctx.heads_dim, kv], (d.size * kv.size) ** -0.5)
+    wk = sctx.variable("k", [d, sctx.heads_dim, kv], d.size ** -0.5)
+    q = mtf.einsum([sctx.x, wq], reduced_dims=[d])
+    k = sctx.remember(mtf.einsum([sctx.m, wk], reduced_dims=[d]))
+    return mtf.einsum([q, k], reduced_dims=[kv])
+
+  def num_params(self, d_model, num_heads, d_kv, max_length):
+    return 2 * d_model * num_heads * d_kv
+
+  def formula(self):
+    return "2*d*h*d_kv"
+
+
+# Names accepted in SynthesizerAttention.synthesizers (gin strings).
+REGISTRY = {
+    "random": Random,
+    "fixed_random": FixedRandom,
+    "factorized_random": FactorizedRandom,
+    "dense": Dense,
+    "factorized_dense": FactorizedDense,
+    "dot_product": DotProduct,
+}
+# The paper's short names (Table 2 rows) as aliases.
+ALIASES = {"r": "random", "fix": "fixed_random", "fr": "factorized_random",
+           "d": "dense", "fd": "factorized_dense", "v": "dot_product",
+           "vanilla": "dot_product"}
+
+
+def build(spec):
+  """A SynthesizingFunction from a name (see REGISTRY/ALIASES) or an instance."""
+  if isinstance(spec, SynthesizingFunction):
+    return spec
+  if isinstance(spec, str):
+    key = ALIASES.get(spec.lower(), spec.lower())
+    if key in REGISTRY:
+      return REGISTRY[key]()
+  raise ValueError(
+      "Unknown synthesizer %r in SynthesizerAttention.synthesizers. Use one of %s "
+      "(aliases %s) or a synth_mtf.synthesizers instance such as "
+      "@FactorizedRandom()." % (spec, sorted(REGISTRY), sorted(ALIASES)))

@@ -1,0 +1,1 @@
+"""seqio tasks of synth-mtf (installed as synth_mtf.tasks)."""

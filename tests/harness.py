@@ -1,0 +1,108 @@
+"""Run one SynthesizerAttention layer (or a tiny model) on a mesh, in TF1 graphs.
+
+Shared by the tests: builds an mtf graph around the layer with a hand-made
+transformer.Context, lowers it on a placement mesh and returns NumPy outputs,
+gradients and the variables' values, so tests can compare with independent NumPy
+references.
+"""
+
+import types
+
+import mesh_tensorflow as mtf
+from mesh_tensorflow.transformer import transformer
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+tf.disable_v2_behavior()
+
+BATCH, LENGTH, D_MODEL = "batch", "length", "d_model"
+
+
+def fake_model(d_model, autoregressive=False):
+  return types.SimpleNamespace(
+      model_dim=mtf.Dimension(D_MODEL, d_model), ensemble_dims=[],
+      ensemble_dim=None, fully_autoregressive=autoregressive)
+
+
+def make_mesh_impl(mesh_shape="", layout="", num_devices=1):
+  shape = mtf.convert_to_shape(mesh_shape)
+  return mtf.placement_mesh_impl.PlacementMeshImpl(
+      shape, mtf.convert_to_layout_rules(layout), [""] * max(1, shape.size))
+
+
+def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
+              mesh_shape="", layout="", grads=False, seed=1,
+              activation_dtype=tf.float32, var_values=None):
+  """Full (non-incremental) call of `layer` on x [batch, length, d_model].
+
+  Returns dict(y=..., vars={name: value}, grads={name: d sum(y*w)/d var}).
+  var_values: optional {name: array} assigned before running (to share weights
+  between runs on different meshes).
+  """
+  x = np.asarray(x, np.float32)
+  b, n, d = x.shape
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.set_random_seed(seed)
+    mtf_graph = mtf.Graph()
+    mesh = mtf.Mesh(mtf_graph, "mesh")
+    batch_dim = mtf.Dimension(BATCH, b)
+    length_dim = mtf.Dimension(LENGTH, n)
+    model_dim = mtf.Dimension(D_MODEL, d)
+    mx = mtf.import_tf_tensor(mesh, tf.constant(x), [batch_dim, length_dim,
+                                                    model_dim])
+    mx = mtf.cast(mx, activation_dtype)
+    positions = mtf.range(mesh, length_dim, tf.int32)
+    seq = None
+    if sequence_id is not None:
+      seq = mtf.import_tf_tensor(mesh, tf.constant(np.asarray(sequence_id,
+                                                              np.int32)),
+                                 [batch_dim, length_dim])
+    context = transformer.Context(
+        model=fake_model(d, causal), mesh=mesh, batch_dims=[batch_dim],
+        length_dim=length_dim,
+        variable_dtype=mtf.VariableDType(tf.float32, tf.float32,
+                                         activation_dtype),
+        mode=tf.estimator.ModeKeys.TRAIN if grads else mode,
+        position=positions, position_is_default=True, sequence_id=seq,
+        read_priority=positions if causal else None,
+        write_priority=positions if causal else None)
+    with tf.variable_scope("layer"):
+      y = layer.call(context, mx)
+    y = mtf.cast(y, tf.float32)
+    outputs = [y]
+    var_list = list(mtf_graph.trainable_variables)
+    if grads:
+      w = mtf.import_tf_tensor(
+          mesh, tf.constant(np.random.RandomState(7).randn(b, n, d)
+                            .astype(np.float32)), y.shape)
+      loss = mtf.reduce_sum(y * w)
+      gs = mtf.gradients([loss], [v.outputs[0] for v in var_list])
+      outputs += gs
+    mesh_impl = make_mesh_impl(mesh_shape, layout)
+    lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
+    tf_out = [lowering.export_to_tf_tensor(t) for t in outputs]
+    master = {v.name: v for v in tf.global_variables()}
+    assigns = []
+    if var_values:
+      for name, val in var_values.items():
+        assigns.append(tf.assign(master[name], val))
+    restore = lowering.copy_masters_to_slices()
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      if assigns:
+        sess.run(assigns)
+      sess.run(restore)
+      res = sess.run(tf_out)
+      values = sess.run(master)
+  out = {"y": res[0], "vars": {k.split(":")[0]: v for k, v in values.items()}}
+  if grads:
+    out["grads"] = {v.name: g for v, g in zip(var_list, res[1:])}
+  return out
+
+
+def var(out, suffix):
+  """The one variable whose name ends with suffix."""
+  hits = [v for k, v in out["vars"].items() if k.endswith(suffix)]
+  assert len(hits) == 1, (suffix, sorted(out["vars"]))
+  return hits[0]
