@@ -109,15 +109,21 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     lengths = [memory_length.size]
     if context.mode != "incremental":
       lengths.append(context.length_dim.size)
-    if max(lengths) > self.max_length:
-      raise ValueError(
-          "Sequence length %d exceeds SynthesizerAttention.max_length=%d (the "
-          "size of the %s parameters). Bind --gin_param=\"SynthesizerAttention."
-          "max_length = %d\" (or more), or shorten utils.run.sequence_length."
-          % (max(lengths), self.max_length,
-             "/".join(s.name for s in self.synthesizers
-                      if not isinstance(s, synth_lib.DotProduct)),
-             max(lengths)))
+    if max(lengths) <= self.max_length:
+      return
+    if context.mode == "incremental":
+      what = ("Decode length %d (Bitransformer.decode.max_decode_length, or the "
+              "targets length)" % memory_length.size)
+    else:
+      what = "Sequence length %d" % max(lengths)
+    raise ValueError(
+        "%s exceeds SynthesizerAttention.max_length=%d (the size of the %s "
+        "parameters). Bind --gin_param=\"SynthesizerAttention.max_length = %d\" "
+        "(or more), or shorten the sequence." % (
+            what, self.max_length,
+            "/".join(s.name for s in self.synthesizers
+                     if not isinstance(s, synth_lib.DotProduct)),
+            max(lengths)))
 
   def _segment_positions(self, context, memory_length):
     """Per-segment positions (queries, memory) or (None, None) if not needed."""

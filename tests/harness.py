@@ -82,11 +82,12 @@ def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
     mesh_impl = make_mesh_impl(mesh_shape, layout)
     lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
     tf_out = [lowering.export_to_tf_tensor(t) for t in outputs]
-    master = {v.name: v for v in tf.global_variables()}
+    master = {v.name.split(":")[0]: v for v in tf.global_variables()}
     assigns = []
-    if var_values:
-      for name, val in var_values.items():
-        assigns.append(tf.assign(master[name], val))
+    for name, val in (var_values or {}).items():
+      hits = [k for k in master if k == name or k.endswith("/" + name)]
+      assert len(hits) == 1, (name, sorted(master))
+      assigns.append(tf.assign(master[hits[0]], val))
     restore = lowering.copy_masters_to_slices()
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
@@ -95,7 +96,7 @@ def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
       sess.run(restore)
       res = sess.run(tf_out)
       values = sess.run(master)
-  out = {"y": res[0], "vars": {k.split(":")[0]: v for k, v in values.items()}}
+  out = {"y": res[0], "vars": values}
   if grads:
     out["grads"] = {v.name: g for v, g in zip(var_list, res[1:])}
   return out
@@ -106,3 +107,70 @@ def var(out, suffix):
   hits = [v for k, v in out["vars"].items() if k.endswith(suffix)]
   assert len(hits) == 1, (suffix, sorted(out["vars"]))
   return hits[0]
+
+
+def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
+                           activation_dtype=tf.float32):
+  """Logits of a 1-block decoder-only LM: teacher-forced full pass and an
+  incremental decode (the state handling of Unitransformer.sample_autoregressive,
+  unrolled in Python), on the same weights. Returns (full, incremental), each
+  [batch, length, vocab]."""
+  from mesh_tensorflow.transformer import transformer_layers  # pylint: disable=g-import-not-at-top
+  tokens = np.asarray(tokens, np.int32)
+  b, n = tokens.shape
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.set_random_seed(seed)
+    mtf_graph = mtf.Graph()
+    mesh = mtf.Mesh(mtf_graph, "mesh")
+    batch_dim, length_dim = mtf.Dimension(BATCH, b), mtf.Dimension(LENGTH, n)
+    attn = layer_fn()
+    attn.set_name("layer_000")
+    ffn = transformer_layers.DenseReluDense(hidden_size=16)
+    ffn.set_name("layer_001")
+    model = transformer.Unitransformer(
+        layer_stack=transformer.LayerStack([attn, ffn]), d_model=d_model,
+        input_vocab_size=vocab, output_vocab_size=vocab, autoregressive=True,
+        max_length=n, positional_embedding=False, name="decoder")
+    vdt = mtf.VariableDType(tf.float32, tf.float32, activation_dtype)
+    targets = mtf.import_tf_tensor(mesh, tf.constant(tokens),
+                                   [batch_dim, length_dim])
+    inputs = transformer.autoregressive_inputs(targets)
+    full, _ = model.call_simple(inputs=inputs, targets=None,
+                                compute_loss=False,
+                                mode=tf.estimator.ModeKeys.EVAL,
+                                variable_dtype=vdt)
+    length_range = mtf.range(mesh, length_dim, tf.int32)
+    shared = model._shared_params(mesh, vdt)  # pylint: disable=protected-access
+    first = transformer.Context(
+        model=model, mesh=mesh, batch_dims=[batch_dim], length_dim=length_dim,
+        variable_dtype=vdt, mode="first_part", position=length_range,
+        position_is_default=True, new_states=[], initial_position=0,
+        sequence_id=None, constant_states=[], shared_params=shared,
+        write_priority=length_range, read_priority=length_range, inputs=inputs)
+    with tf.variable_scope(model.name, reuse=True):
+      model._call_internal(first, inputs)  # pylint: disable=protected-access
+    states = [mtf.zeros_like(t) for t in first.new_states]
+    steps = []
+    for t in range(n):
+      position = mtf.constant(mesh, t, dtype=tf.int32)
+      step_in = mtf.gather(inputs, t, length_dim)
+      ctx = transformer.Context(
+          model=model, mesh=mesh, batch_dims=[batch_dim],
+          length_dim=length_dim, variable_dtype=vdt, mode="incremental",
+          position=position, states=states, new_states=[], sequence_id=None,
+          constant_states=first.constant_states, shared_params=shared,
+          write_priority=length_range, read_priority=position, inputs=step_in)
+      with tf.variable_scope(model.name, reuse=True):
+        steps.append(model._call_internal(ctx, step_in))  # pylint: disable=protected-access
+      states = ctx.new_states
+    outs = [mtf.cast(full, tf.float32)] + [mtf.cast(s, tf.float32)
+                                           for s in steps]
+    lowering = mtf.Lowering(mtf_graph, {mesh: make_mesh_impl()})
+    tf_out = [lowering.export_to_tf_tensor(t) for t in outs]
+    state_sizes = [int(np.prod(s.shape.to_integer_list)) for s in first.new_states]
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      sess.run(lowering.copy_masters_to_slices())
+      res = sess.run(tf_out)
+  return res[0], np.stack(res[1:], axis=1), state_sizes

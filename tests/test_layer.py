@@ -1,0 +1,147 @@
+"""SynthesizerAttention vs the NumPy re-implementation of the paper's formulas."""
+
+import numpy as np
+import pytest
+
+import harness
+import reference
+from synth_mtf import synthesizers
+from synth_mtf.attention import SynthesizerAttention
+
+D, H, KV, N = 8, 2, 4, 8  # d_model, heads, d_kv, max_length
+VARIANTS = [["random"], ["fixed_random"], ["factorized_random"], ["dense"],
+            ["factorized_dense"], ["dot_product"], ["random", "dense"],
+            ["random", "dot_product"], ["dense", "dot_product"],
+            ["factorized_random", "dot_product"],
+            ["random", "factorized_dense", "dot_product"]]
+# two rows: a packed row (segments 1, 2 and padding 0) and a full row
+SEQ = [[1, 1, 1, 2, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1, 1]]
+
+
+def make_layer(kinds, **kw):
+  return SynthesizerAttention(synthesizers=kinds, max_length=N, num_heads=H,
+                              key_value_size=KV, **kw)
+
+
+def weights_of(out, kinds):
+  w = {"v": harness.var(out, "/v"), "o": harness.var(out, "/o")}
+  if len(kinds) > 1:
+    w["alpha"] = harness.var(out, "/alpha")
+  for k in kinds:
+    w[k] = {n.split("/")[-1]: v for n, v in out["vars"].items()
+            if "/%s/" % k in n}
+  return w
+
+
+def alpha_values(kinds):
+  """Distinct alpha per head, so a test fails if alpha were shared or unused."""
+  if len(kinds) < 2:
+    return None
+  a = np.random.RandomState(5).randn(H, len(kinds)).astype(np.float32) * 2
+  return {"alpha": a}
+
+
+def x_input(b=2, n=8, seed=0):
+  return np.random.RandomState(seed).randn(b, n, D).astype(np.float32)
+
+
+@pytest.mark.parametrize("kinds", VARIANTS, ids="+".join)
+@pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
+def test_layer_matches_numpy_formula(kinds, causal):
+  x = x_input()
+  out = harness.run_layer(make_layer(kinds), x, sequence_id=SEQ, causal=causal,
+                          var_values=alpha_values(kinds))
+  want, _ = reference.layer(x, kinds, weights_of(out, kinds), seq=SEQ,
+                            causal=causal, factors=(2, 4))
+  np.testing.assert_allclose(out["y"], want, atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kinds", VARIANTS, ids="+".join)
+def test_packed_row_equals_examples_alone(kinds):
+  """Two examples packed in one row get exactly the output each gets alone."""
+  x = x_input(b=1, n=8, seed=1)
+  seq = [[1, 1, 1, 2, 2, 2, 2, 2]]
+  packed = harness.run_layer(make_layer(kinds), x, sequence_id=seq, causal=True,
+                             var_values=alpha_values(kinds))
+  w = {k: v for k, v in packed["vars"].items()}
+  for start, stop in [(0, 3), (3, 8)]:
+    alone = np.zeros_like(x)
+    alone[0, :stop - start] = x[0, start:stop]
+    pad = [[1] * (stop - start) + [0] * (8 - stop + start)]
+    single = harness.run_layer(make_layer(kinds), alone, sequence_id=pad,
+                               causal=True, var_values=w)
+    np.testing.assert_allclose(packed["y"][0, start:stop],
+                               single["y"][0, :stop - start], atol=1e-5)
+
+
+@pytest.mark.parametrize("kinds", [["random", "dense", "dot_product"],
+                                   ["factorized_random", "factorized_dense"]],
+                         ids="+".join)
+def test_mixture_gradients_reach_every_component(kinds):
+  out = harness.run_layer(make_layer(kinds), x_input(), sequence_id=SEQ,
+                          grads=True, var_values=alpha_values(kinds))
+  names = sorted(out["grads"])
+  for k in kinds + ["alpha", "/v", "/o"]:
+    hit = [n for n in names if k in n]
+    assert hit, (k, names)
+    for n in hit:
+      assert np.abs(out["grads"][n]).max() > 1e-6, n
+
+
+def test_fixed_random_is_not_trained_but_kept():
+  out = harness.run_layer(make_layer(["fixed_random"]), x_input(), grads=True)
+  assert any(n.endswith("fixed_random/R") for n in out["vars"])  # checkpointed
+  assert not any("fixed_random" in n for n in out["grads"])  # not trainable
+
+
+def test_alpha_is_a_softmax_per_head():
+  """alpha = softmax over functions, per head: with alpha logits +-30 each head
+  uses one function alone, head 0 Random, head 1 Dense."""
+  kinds = ["random", "dense"]
+  a = np.array([[30.0, -30.0], [-30.0, 30.0]], np.float32)
+  x = x_input()
+  out = harness.run_layer(make_layer(kinds), x,
+                          var_values={"alpha": a})
+  w = weights_of(out, kinds)
+  pos = reference.segment_positions(np.ones((2, 8), int))
+  rand = reference.synth_logits("random", x, w["random"], pos)
+  dense = reference.synth_logits("dense", x, w["dense"], pos)
+  att = reference.softmax(np.concatenate([rand[:, :1], dense[:, 1:]], 1))
+  v = np.einsum("bnd,dhk->bhnk", x, w["v"])
+  want = np.einsum("bhik,hkd->bid", att @ v, w["o"])
+  np.testing.assert_allclose(out["y"], want, atol=1e-5)
+
+
+def test_default_alpha_is_uniform():
+  kinds = ["random", "dense", "dot_product"]
+  out = harness.run_layer(make_layer(kinds), x_input())
+  np.testing.assert_array_equal(harness.var(out, "/alpha"), np.zeros((H, 3)))
+
+
+def test_factorized_dense_tiling_gives_n_distinct_pairs():
+  a, b = synthesizers.FactorizedDense().factors(12)
+  assert (a, b) == (3, 4)
+  pairs = {(j % a, j // a) for j in range(a * b)}
+  assert len(pairs) == 12
+
+
+def test_bfloat16_activations_close_to_float32():
+  kinds = ["random", "factorized_dense", "dot_product"]
+  x = x_input()
+  f32 = harness.run_layer(make_layer(kinds), x, sequence_id=SEQ, causal=True,
+                          var_values=alpha_values(kinds))
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  bf16 = harness.run_layer(make_layer(kinds), x, sequence_id=SEQ, causal=True,
+                           var_values=alpha_values(kinds),
+                           activation_dtype=tf.bfloat16)
+  assert np.isfinite(bf16["y"]).all()
+  np.testing.assert_allclose(bf16["y"], f32["y"], atol=0.1, rtol=0.1)
+
+
+def test_fully_masked_rows_give_no_nan():
+  """A padded query whose keys are all masked (causal + segment) stays finite."""
+  x = x_input()
+  seq = [[0, 1, 1, 1, 1, 1, 1, 1], [2, 1, 1, 1, 1, 1, 1, 1]]
+  for kinds in (["random"], ["dense", "dot_product"]):
+    out = harness.run_layer(make_layer(kinds), x, sequence_id=seq, causal=True)
+    assert np.isfinite(out["y"]).all()
