@@ -127,23 +127,22 @@ def _gather_table(t, sctx):
   """logits[b, h, i, j] = t[h, qpos[b, i], mpos[b, j]] (per-segment positions)."""
   qpos, mpos = sctx.query_position, sctx.memory_position
   batch_dims = [d for d in qpos.shape.dims if d != sctx.length_dim]
-  heads, length, m_len = t.shape.dims
-  out_shape = mtf.Shape(batch_dims + [heads, length, m_len])
+  # Broadcast over the batch first: the gradient of a table that slicewise sees
+  # replicated on batch-split processors would not be summed over them; the
+  # gradient of mtf.broadcast is (an all-reduced reduce_sum over the batch).
+  t = mtf.broadcast(t, mtf.Shape(batch_dims + t.shape.dims))
 
   def fn(table, q, m):
-    h = tf.shape(table)[0]
-    n_q, n_m = table.shape[1], table.shape[2]
-    flat = tf.reshape(table, [h, n_q * n_m])
-    idx = q[..., :, None] * n_m + m[..., None, :]  # [batch..., L, M]
-    batch_shape = tf.shape(idx)[:-2]
-    idx = tf.reshape(idx, [-1, n_q, n_m])
-    out = tf.gather(flat, idx, axis=1)  # [h, B, L, M]
-    out = tf.transpose(out, [1, 0, 2, 3])
-    return tf.reshape(out, tf.concat([batch_shape, [h, n_q, n_m]], 0))
+    h, n_q, n_m = table.shape[-3], table.shape[-2], table.shape[-1]
+    out_shape = tf.shape(table)
+    flat = tf.reshape(table, [-1, h, n_q * n_m])
+    idx = tf.reshape(q[..., :, None] * n_m + m[..., None, :], [-1, n_q * n_m])
+    out = tf.gather(flat, idx, axis=2, batch_dims=1)  # [B, h, L*M]
+    return tf.reshape(out, out_shape)
 
-  return mtf.slicewise(fn, [t, qpos, mpos], output_shape=out_shape,
+  return mtf.slicewise(fn, [t, qpos, mpos], output_shape=t.shape,
                        output_dtype=t.dtype,
-                       splittable_dims=batch_dims + [heads],
+                       splittable_dims=batch_dims + [t.shape.dims[-3]],
                        name="gather_synthetic_table")
 
 

@@ -129,7 +129,14 @@ def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
     ffn = transformer_layers.DenseReluDense(hidden_size=16)
     ffn.set_name("layer_001")
     model = transformer.Unitransformer(
-        layer_stack=transformer.LayerStack([attn, ffn]), d_model=d_model,
+        layer_stack=transformer.LayerStack(
+            [attn, ffn],
+            sublayers_initial=[],
+            sublayers_per_layer=[transformer.sublayer_rms_norm,
+                                 transformer.sublayer_call_layer,
+                                 transformer.sublayer_residual],
+            sublayers_final=[transformer.sublayer_rms_norm]),
+        d_model=d_model,
         input_vocab_size=vocab, output_vocab_size=vocab, autoregressive=True,
         max_length=n, positional_embedding=False, name="decoder")
     vdt = mtf.VariableDType(tf.float32, tf.float32, activation_dtype)
@@ -141,7 +148,7 @@ def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
                                 mode=tf.estimator.ModeKeys.EVAL,
                                 variable_dtype=vdt)
     length_range = mtf.range(mesh, length_dim, tf.int32)
-    shared = model._shared_params(mesh, vdt)  # pylint: disable=protected-access
+    shared = None  # a Unitransformer alone shares no embedding
     first = transformer.Context(
         model=model, mesh=mesh, batch_dims=[batch_dim], length_dim=length_dim,
         variable_dtype=vdt, mode="first_part", position=length_range,
