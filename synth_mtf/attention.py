@@ -34,8 +34,11 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
   def __init__(self,
                synthesizers=("random",),
                max_length=512,
+               num_heads=None,
+               key_value_size=None,
+               dropout_rate=None,
                relative_attention_type=None,
-               **kwargs):
+               relative_attention_num_buckets=None):
     """Create the layer.
 
     Args:
@@ -46,15 +49,23 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
       max_length: size of the length-dependent parameters (Random's N x N, Dense's
         N outputs). Sequences up to this length run; longer ones fail at graph
         construction. Changing it changes the checkpoint's variable shapes.
+      num_heads, key_value_size, dropout_rate: None (the default) takes
+        SelfAttention's gin bindings, i.e. T5's %num_heads, %d_kv and
+        %dropout_rate; a value here overrides them for this layer only.
       relative_attention_type: T5's relative position bias, added to the mixed
         logits. Default None: a pure synthesizer sees no query-key position bias
         (as in the paper and the mtf release); set "bias_shared" to give mixtures
         with dot product the same bias as T5's vanilla attention.
-      **kwargs: passed to SelfAttention (num_heads, key_value_size,
-        dropout_rate, attention_kwargs, ...), whose gin bindings apply.
+      relative_attention_num_buckets: as in SelfAttention.
     """
+    # Only pass what is set, so that gin's SelfAttention bindings fill the rest;
+    # an explicit signature (no **kwargs) lets gin reject misspelled bindings.
+    overrides = dict(num_heads=num_heads, key_value_size=key_value_size,
+                     dropout_rate=dropout_rate,
+                     relative_attention_num_buckets=relative_attention_num_buckets)
     super(SynthesizerAttention, self).__init__(
-        relative_attention_type=relative_attention_type, **kwargs)
+        relative_attention_type=relative_attention_type,
+        **{k: v for k, v in overrides.items() if v is not None})
     if isinstance(synthesizers, (str, synth_lib.SynthesizingFunction)):
       synthesizers = [synthesizers]
     if not synthesizers:

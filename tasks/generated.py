@@ -5,6 +5,8 @@ machine.
 synth_mtf_reverse: inputs "reverse: k q a z" -> targets "z a q k". Reversal needs
   a position-dependent alignment, exactly what a Random Synthesizer learns.
 synth_mtf_copy:    inputs "copy: k q a z"    -> targets "k q a z".
+synth_mtf_reverse_lm: targets only, "k q a z = z a q k", for decoder-only
+  models (utils.run.model_type = "lm").
 Byte-level vocabulary (seqio.ByteVocabulary), metric: exact-match accuracy.
 """
 
@@ -43,6 +45,13 @@ def _dataset_fn(split, shuffle_files=False, seed=None, op="reverse"):
       {"inputs": list(inputs), "targets": list(targets)})
 
 
+def _lm_dataset_fn(split, shuffle_files=False, seed=None):
+  del shuffle_files, seed
+  texts = ["%s = %s" % (i[len("reverse: "):], t)
+           for i, t in make_examples("reverse", split)]
+  return tf.data.Dataset.from_tensor_slices({"targets": texts})
+
+
 BYTE_FEATURES = {
     "inputs": seqio.Feature(seqio.ByteVocabulary(), add_eos=True),
     "targets": seqio.Feature(seqio.ByteVocabulary(), add_eos=True),
@@ -65,3 +74,16 @@ for _op in ("reverse", "copy"):
       ],
       output_features=BYTE_FEATURES,
       metric_fns=[metrics.sequence_accuracy])
+
+if "synth_mtf_reverse_lm" not in seqio.TaskRegistry.names():
+  seqio.TaskRegistry.add(
+      "synth_mtf_reverse_lm",
+      source=seqio.FunctionDataSource(_lm_dataset_fn, splits=tuple(SPLIT_SIZES),
+                                      num_input_examples=SPLIT_SIZES),
+      preprocessors=[
+          seqio.preprocessors.tokenize,
+          seqio.CacheDatasetPlaceholder(),
+          seqio.preprocessors.append_eos_after_trim,
+      ],
+      output_features={"targets": BYTE_FEATURES["targets"]},
+      metric_fns=[])
