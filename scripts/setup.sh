@@ -9,14 +9,18 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "synth-mtf needs Python 3.11 (TF 2.12.1), got %s" % sys.version' 
-stamp=$(cat requirements/lock.txt requirements/test.txt setup.cfg pyproject.toml | sha256sum | cut -c1-16)
+stamp=$(cat requirements/lock.txt requirements/test.txt requirements/extras.txt setup.cfg pyproject.toml | sha256sum | cut -c1-16)
 if [ -f .venv/.synth_mtf_stamp ] && [ "$(cat .venv/.synth_mtf_stamp)" = "$stamp" ]; then
   exit 0
 fi
+quiet() {  # pip's own exit status survives (pipefail); its index warnings do not
+  "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+}
 echo "[setup] creating .venv with the pinned stack (a few minutes the first time)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --no-deps -r requirements/lock.txt -r requirements/test.txt "setuptools<81" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" || true
+quiet .venv/bin/python -m pip install -q --no-deps -r requirements/lock.txt \
+  -r requirements/test.txt -r requirements/extras.txt "setuptools<81"
+quiet .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 .venv/bin/python -c "import synth_mtf, t5.models, pytest" 2>/dev/null || {
   echo "[setup] the environment does not import; see the pip output above" >&2; exit 1; }
 echo "$stamp" > .venv/.synth_mtf_stamp

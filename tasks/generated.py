@@ -28,13 +28,21 @@ def make_examples(op, split, min_len=3, max_len=8):
   if split not in SPLIT_SIZES:
     raise ValueError("Unknown split %r for synth_mtf_%s; use one of %s."
                      % (split, op, sorted(SPLIT_SIZES)))
+  # Train never contains a held-out string, so the metric measures reversal,
+  # not memorization.
+  held = set()
+  if split == "train":
+    held = {w for s in ("validation", "test")
+            for w, _ in make_examples(op, s, min_len, max_len)}
   rng = np.random.RandomState(SPLIT_SEEDS[split])
   out = []
-  for _ in range(SPLIT_SIZES[split]):
+  while len(out) < SPLIT_SIZES[split]:
     n = rng.randint(min_len, max_len + 1)
     word = [LETTERS[i] for i in rng.randint(0, len(LETTERS), size=n)]
     target = word[::-1] if op == "reverse" else word
-    out.append(("%s: %s" % (op, " ".join(word)), " ".join(target)))
+    inputs = "%s: %s" % (op, " ".join(word))
+    if inputs not in held:
+      out.append((inputs, " ".join(target)))
   return out
 
 
