@@ -19,7 +19,7 @@ quiet() {  # pip's own exit status survives (pipefail); its index warnings do no
 echo "[setup] creating .venv with the pinned stack (a few minutes the first time)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 quiet .venv/bin/python -m pip install -q --no-deps -r requirements/lock.txt \
-  -r requirements/test.txt -r requirements/extras.txt "setuptools<81"
+  -r requirements/test.txt -r requirements/extras.txt setuptools==80.9.0
 quiet .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 .venv/bin/python -c "import synth_mtf, t5.models, pytest" 2>/dev/null || {
   echo "[setup] the environment does not import; see the pip output above" >&2; exit 1; }

@@ -122,7 +122,7 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
       lengths.append(context.length_dim.size)
     if max(lengths) <= self.max_length:
       return
-    if context.mode == "incremental":
+    if context.mode in ("incremental", "first_part"):
       what = ("Decode length %d (Bitransformer.decode.max_decode_length, or the "
               "targets length)" % memory_length.size)
     else:

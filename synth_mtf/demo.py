@@ -104,6 +104,8 @@ def main(argv=None):
       params=["run.dataset_split='validation'",
               "utils.get_variable_dtype.activation_dtype='float32'",
               "utils.run.batch_size=('sequences_per_batch', 64)",
+              # eval.gin sets 128; decode no longer than the targets
+              "Bitransformer.decode.max_decode_length=16",
               "eval_checkpoint_step=%d" % args.steps]),
           os.path.join(model_dir, "eval.log"), eval_line)
   if not metrics:

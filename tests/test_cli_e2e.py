@@ -55,6 +55,7 @@ def train_and_eval(model_dir, config, extra_eval_files=("greedy_decode.gin",),
                 + list(extra_eval_files),
                 list(params) + ["run.dataset_split='validation'",
                                 "utils.run.batch_size=('sequences_per_batch', 64)",
+                                "Bitransformer.decode.max_decode_length=16",
                                 "eval_checkpoint_step=3"])
   return names, log
 
