@@ -12,15 +12,10 @@ import argparse
 import glob
 import os
 import re
-import subprocess
-import sys
 import time
 
 import synth_mtf
-
-STEP_RE = re.compile(r"tf_loss\[([0-9.eE+-]+)\]\[(\d+)\]")
-RATE_RE = re.compile(r"global_step/sec: ([0-9.]+)")
-METRIC_RE = re.compile(r"eval/(\S+) at step (\d+): ([0-9.]+)")
+from synth_mtf import runner
 
 
 def variants():
@@ -29,29 +24,17 @@ def variants():
 
 
 def cli_command(model_dir, variant, extra_gin_files=(), params=()):
-  exe = os.path.join(os.path.dirname(sys.executable), "t5_mesh_transformer")
-  cmd = [exe, "--model_dir=" + model_dir, "--module_import=synth_mtf",
-         "--gin_file=experiments/demo_reverse.gin",
-         "--gin_file=models/synthesizer/%s.gin" % variant]
-  cmd += ["--gin_file=" + f for f in extra_gin_files]
-  cmd += ["--gin_param=" + p for p in params]
-  return cmd
+  return runner.cli_command(
+      model_dir, ["experiments/demo_reverse.gin",
+                  "models/synthesizer/%s.gin" % variant] + list(extra_gin_files),
+      params)
 
 
 def run_cli(cmd, log_path, on_line):
-  """Run the CLI, keep its full log, feed each line to on_line; raise on error."""
-  with open(log_path, "w") as log:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
-      log.write(line)
-      on_line(line)
-    rc = proc.wait()
-  if rc:
-    with open(log_path) as f:
-      tail = f.read()[-3000:]
-    raise SystemExit("t5_mesh_transformer failed (exit %d); full log: %s\n%s"
-                     % (rc, log_path, tail))
+  try:
+    runner.run_cli(cmd, log_path, on_line)
+  except runner.CliError as e:
+    raise SystemExit(str(e))
 
 
 def main(argv=None):
@@ -74,10 +57,10 @@ def main(argv=None):
   rate, shown = [None], [0]
 
   def train_line(line):
-    m = RATE_RE.search(line)
+    m = runner.RATE_RE.search(line)
     if m:
       rate[0] = float(m.group(1))
-    m = STEP_RE.search(line)
+    m = runner.STEP_RE.search(line)
     if m and int(m.group(2)) // 100 > shown[0]:
       shown[0] = int(m.group(2)) // 100
       print("  train step %5s/%d  loss %.4f%s" % (
@@ -95,9 +78,7 @@ def main(argv=None):
   metrics = {}
 
   def eval_line(line):
-    m = METRIC_RE.search(line)
-    if m and "INFO:" in line:
-      metrics[m.group(1)] = (int(m.group(2)), float(m.group(3)))
+    metrics.update(runner.metrics(line))
 
   run_cli(cli_command(
       model_dir, args.variant, extra_gin_files=["eval.gin", "greedy_decode.gin"],

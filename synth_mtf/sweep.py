@@ -1,0 +1,195 @@
+"""Gin-configured ablation sweeps through the stock CLI.
+
+A sweep file (gin) lists the variants and the bindings to cross:
+
+  import synth_mtf.sweep
+  Sweep.base_gin_files = ['experiments/demo_reverse.gin']
+  Sweep.variants = {'R': 'models/synthesizer/random.gin',
+                    'D': 'models/synthesizer/dense.gin'}
+  Sweep.grid = {'d_model': [64, 128]}          # crossed with the variants
+  Sweep.bindings = ['utils.run.train_steps = 300']
+
+`synth-mtf sweep FILE --out_dir DIR` trains and evaluates each run in turn (one
+t5_mesh_transformer process per run, so on a cluster each is one job: see
+--only), skips runs that already have a result (so an interrupted sweep resumes;
+a half-trained run resumes from its checkpoint, as the CLI does), and writes
+DIR/results.csv, DIR/results.md and DIR/results.png.
+"""
+
+import csv
+import itertools
+import json
+import os
+import re
+import time
+
+import gin
+
+from synth_mtf import runner
+
+FIELDS = ["run", "variant", "bindings", "parameters", "steps", "steps_per_sec",
+          "final_loss", "metric", "value"]
+
+
+@gin.configurable
+class Sweep(object):
+  """What to run. See the module docstring."""
+
+  def __init__(self, variants=gin.REQUIRED, base_gin_files=(), grid=None,
+               bindings=(), eval_gin_files=("eval.gin", "greedy_decode.gin"),
+               eval_bindings=("run.dataset_split = 'validation'",),
+               metric=None):
+    if not variants:
+      raise ValueError("Sweep.variants is empty: map a short name to a model "
+                       "gin file, e.g. {'R': 'models/synthesizer/random.gin'}.")
+    self.variants = dict(variants)
+    self.base_gin_files = list(base_gin_files)
+    self.grid = dict(grid or {})
+    for name, values in self.grid.items():
+      if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError("Sweep.grid[%r] must be a non-empty list of values, "
+                         "got %r." % (name, values))
+    self.bindings = list(bindings)
+    self.eval_gin_files = list(eval_gin_files)
+    self.eval_bindings = list(eval_bindings)
+    self.metric = metric
+
+  def runs(self):
+    """[(run id, variant, variant gin file, [bindings])] in a fixed order."""
+    names = sorted(self.grid)
+    out = []
+    for variant, gin_file in self.variants.items():
+      for values in itertools.product(*(self.grid[n] for n in names)):
+        crossed = ["%s = %r" % (n, v) for n, v in zip(names, values)]
+        run_id = _slug([variant] + ["%s=%s" % (n, v) for n, v in
+                                    zip(names, values)])
+        out.append((run_id, variant, gin_file, crossed))
+    return out
+
+
+def _slug(parts):
+  return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", "__".join(parts))
+
+
+def load(sweep_file, extra_bindings=()):
+  """Parse a sweep file into a Sweep (gin is cleared before and after)."""
+  gin.clear_config(clear_constants=True)
+  try:
+    gin.parse_config_files_and_bindings([sweep_file], list(extra_bindings))
+    return Sweep()
+  finally:
+    gin.clear_config(clear_constants=True)
+
+
+def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
+  run_dir = os.path.join(out_dir, run_id)
+  result_path = os.path.join(run_dir, "result.json")
+  if os.path.exists(result_path):
+    log("[sweep] %s: done before, skipped" % run_id)
+    with open(result_path) as f:
+      return json.load(f)
+  os.makedirs(run_dir, exist_ok=True)
+  gin_files = sweep.base_gin_files + [gin_file]
+  bindings = sweep.bindings + crossed
+  t0 = time.time()
+  log("[sweep] %s: training" % run_id)
+  runner.run_cli(runner.cli_command(run_dir, gin_files, bindings),
+                 os.path.join(run_dir, "train.log"))
+  train_log = runner.read_log(os.path.join(run_dir, "train.log"))
+  result = {"run": run_id, "variant": variant, "bindings": "; ".join(crossed),
+            "parameters": runner.checkpoint_parameters(run_dir),
+            "steps_per_sec": runner.steps_per_second(train_log),
+            "final_loss": runner.final_loss(train_log),
+            "steps": _latest_step(run_dir), "metric": None, "value": None}
+  if sweep.eval_gin_files:
+    log("[sweep] %s: evaluating" % run_id)
+    runner.run_cli(runner.cli_command(
+        run_dir, gin_files + sweep.eval_gin_files,
+        bindings + sweep.eval_bindings +
+        ["eval_checkpoint_step = %d" % result["steps"]]),
+                   os.path.join(run_dir, "eval.log"))
+    found = runner.metrics(runner.read_log(os.path.join(run_dir, "eval.log")))
+    chosen = sorted(n for n in found
+                    if sweep.metric is None or sweep.metric in n)
+    if not chosen:
+      raise runner.CliError("%s: the evaluation reported no metric%s; see %s"
+                            % (run_id, " matching %r" % sweep.metric
+                               if sweep.metric else "",
+                               os.path.join(run_dir, "eval.log")))
+    result["metric"] = chosen[0]
+    result["value"] = found[chosen[0]][1]
+  result["seconds"] = round(time.time() - t0, 1)
+  tmp = result_path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(result, f, indent=1)
+  os.replace(tmp, result_path)  # atomic: a result is complete or absent
+  return result
+
+
+def _latest_step(model_dir):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  ckpt = tf.train.latest_checkpoint(model_dir)
+  return int(ckpt.rsplit("-", 1)[1]) if ckpt else 0
+
+
+def write_tables(results, out_dir, title):
+  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(results)
+  with open(os.path.join(out_dir, "results.md"), "w") as f:
+    f.write("# %s\n\n" % title)
+    f.write("| variant | bindings | parameters | steps | steps/s | final loss | "
+            "metric | value |\n|---|---|---:|---:|---:|---:|---|---:|\n")
+    for r in results:
+      f.write("| %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
+          r["variant"], r["bindings"] or "-", "{:,}".format(r["parameters"]),
+          r["steps"], _fmt(r["steps_per_sec"]), _fmt(r["final_loss"], 4),
+          r["metric"] or "-", _fmt(r["value"])))
+  _plot(results, os.path.join(out_dir, "results.png"), title)
+
+
+def _fmt(x, digits=2):
+  return "-" if x is None else ("%%.%df" % digits) % x
+
+
+def _plot(results, path, title):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  labels = [r["run"].replace("__", "\n") for r in results]
+  fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.3 * len(results) + 2), 4))
+  for ax, key, name in [(axes[0], "value", results[0]["metric"] or "metric"),
+                        (axes[1], "steps_per_sec", "training steps/s")]:
+    ax.bar(range(len(results)), [r[key] or 0 for r in results], color="#4C72B0")
+    ax.set_xticks(range(len(results)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_title(name, fontsize=9)
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(args):
+  sweep = load(args.sweep_file, args.gin_param or ())
+  runs = sweep.runs()
+  if args.only:
+    unknown = set(args.only) - {r[0] for r in runs}
+    if unknown:
+      raise SystemExit("--only names no run of this sweep: %s. Runs: %s"
+                       % (sorted(unknown), [r[0] for r in runs]))
+    runs = [r for r in runs if r[0] in args.only]
+  os.makedirs(args.out_dir, exist_ok=True)
+  print("[sweep] %d runs -> %s" % (len(runs), args.out_dir), flush=True)
+  results = []
+  for i, run in enumerate(runs):
+    if args.max_runs is not None and i >= args.max_runs:
+      print("[sweep] stopping after %d runs (--max_runs)" % args.max_runs)
+      break
+    results.append(run_one(sweep, *run, out_dir=args.out_dir,
+                           log=lambda m: print(m, flush=True)))
+  if len(results) == len(runs):
+    write_tables(results, args.out_dir, os.path.basename(args.sweep_file))
+    print("[sweep] wrote results.csv, results.md, results.png in %s"
+          % args.out_dir)
