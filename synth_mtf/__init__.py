@@ -13,6 +13,7 @@ import gin
 
 from synth_mtf import attention  # noqa: F401  (registers gin configurables)
 from synth_mtf import baselines  # noqa: F401
+from synth_mtf import reproducible  # noqa: F401
 from synth_mtf import synthesizers  # noqa: F401
 from synth_mtf.attention import SynthesizerAttention  # noqa: F401
 from synth_mtf.baselines import LinformerAttention  # noqa: F401
