@@ -8,12 +8,13 @@ tasks and mixtures, because --module_import replaces its default
 """
 
 import os
+import sys
 
 import gin
 
 from synth_mtf import attention  # noqa: F401  (registers gin configurables)
 from synth_mtf import baselines  # noqa: F401
-from synth_mtf import reproducible  # noqa: F401
+from synth_mtf import reproducible
 from synth_mtf import synthesizers  # noqa: F401
 from synth_mtf.attention import SynthesizerAttention  # noqa: F401
 from synth_mtf.baselines import LinformerAttention  # noqa: F401
@@ -32,6 +33,7 @@ def _gin_dir():
 
 
 GIN_DIR = _gin_dir()
+reproducible.single_thread_if_requested(sys.argv)
 gin.add_config_file_search_path(GIN_DIR)
 
 

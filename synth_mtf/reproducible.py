@@ -7,9 +7,38 @@ first fixes that graph's random seed, so every initializer (T5's and ours) and
 the data shuffle are the same in every run with the same seed.
 """
 
+import os
+import sys
+
 import gin
 from t5.models import mesh_transformer
 import tensorflow.compat.v1 as tf
+
+
+THREAD_VARS = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
+               "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def single_thread_if_requested(argv):
+  """Run on one CPU thread when reproducible.gin is among the CLI's gin files.
+
+  TF's and oneDNN's CPU thread pools add partial sums in a schedule-dependent
+  order, so two runs differ in the last bits, which training amplifies (~1e-3
+  in the loss after a few steps). oneDNN sizes its OpenMP pool when TensorFlow
+  is imported, before --module_import runs, so setting the variables here is
+  too late: the process restarts itself once (same pid, same arguments) with
+  them set. Measured on 2 cores: losses then agree bit for bit.
+  """
+  if not any(a.endswith("reproducible.gin") for a in argv):
+    return
+  if all(os.environ.get(k) == v for k, v in THREAD_VARS.items()):
+    return
+  if os.environ.get("SYNTH_MTF_REEXEC"):  # already restarted once: don't loop
+    return
+  env = dict(os.environ, SYNTH_MTF_REEXEC="1", **THREAD_VARS)
+  print("synth_mtf: reproducible.gin: restarting on one CPU thread (%s)"
+        % " ".join("%s=%s" % kv for kv in THREAD_VARS.items()), flush=True)
+  os.execve(sys.executable, [sys.executable] + list(argv), env)
 
 
 @gin.configurable
@@ -18,6 +47,12 @@ def seeded_train_dataset_fn(sequence_length, vocabulary=None,
   if not isinstance(seed, int):
     raise ValueError("seeded_train_dataset_fn.seed must be an integer, got %r."
                      % (seed,))
+  if any(os.environ.get(k) != v for k, v in THREAD_VARS.items()):
+    tf.logging.warning(
+        "seeded_train_dataset_fn: TF runs on several threads, whose sums "
+        "depend on scheduling: losses agree across runs to ~1e-3, not "
+        "bit for bit. Pass reproducible.gin as a --gin_file of the CLI (it "
+        "then restarts on one thread), or set %s." % THREAD_VARS)
   tf.random.set_random_seed(seed)
   return mesh_transformer.mesh_train_dataset_fn(
       sequence_length=sequence_length, vocabulary=vocabulary,
