@@ -11,6 +11,8 @@ on `SelfAttention` (num_heads=%num_heads, key_value_size=%d_kv, dropout_rate),
 which reach us because we pass them through to SelfAttention.__init__.
 """
 
+import functools
+
 import gin
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import transformer_layers
@@ -162,6 +164,7 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     incremental = context.mode == "incremental"
     memory_length = self.memory_length(context)
     self._check_length(context, memory_length)
+    check_heads_layout(self.num_heads)
     model_dim = context.model.model_dim
     heads, kv = self.heads_dim, self.kv_dim
     m = x if incremental else mtf.replace_dimensions(
@@ -224,4 +227,98 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     o = mtf.einsum([weights, v], reduced_dims=[memory_length])
     wo = sctx.variable("o", [heads, kv, model_dim],
                        (heads.size * kv.size) ** -0.5)
+    _check_against_checkpoint(context.mesh.graph, tf.get_variable_scope().name)
     return mtf.einsum([o, wo], output_shape=x.shape)
+
+
+def check_heads_layout(num_heads, layout_rules=None, mesh_shape=None):
+  """A clear error when the layout splits `heads` over a mesh dimension that
+  does not divide num_heads (mtf only says "not divisible" while lowering)."""
+  def query(name):
+    try:
+      return gin.query_parameter(name)
+    except ValueError:
+      return None
+  layout_rules = layout_rules or query("utils.run.layout_rules")
+  mesh_shape = mesh_shape or query("utils.run.mesh_shape")
+  if not isinstance(layout_rules, str) or not isinstance(mesh_shape, str):
+    return  # e.g. a TPU topology: mtf checks it when lowering
+  shape = mtf.convert_to_shape(mesh_shape)
+  axis = mtf.convert_to_layout_rules(layout_rules).tensor_dimension_to_mesh_axis(
+      mtf.Dimension("heads", num_heads), shape)
+  if axis is None:
+    return
+  mesh_dim = shape.dims[axis]
+  if num_heads % mesh_dim.size:
+    raise ValueError(
+        "num_heads=%d is split over mesh dimension %r of size %d "
+        "(utils.run.layout_rules has 'heads:%s'), which does not divide it. "
+        "Use a num_heads divisible by %d, or remove 'heads:%s' from "
+        "utils.run.layout_rules." % (num_heads, mesh_dim.name, mesh_dim.size,
+                                     mesh_dim.name, mesh_dim.size,
+                                     mesh_dim.name))
+
+
+def _model_dir():
+  """--model_dir of the stock CLI, if this process is one (else None)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fl = flags.FLAGS
+  if "model_dir" in fl and fl.is_parsed():
+    return fl.model_dir
+  return None
+
+
+@functools.lru_cache(maxsize=4)
+def _checkpoint_shapes(path):
+  return tf.train.load_checkpoint(path).get_variable_to_shape_map()
+
+
+def _check_against_checkpoint(graph, scope, model_dir=None):
+  """Fail loudly if model_dir's checkpoint was written by another variant.
+
+  Restoring a Random checkpoint into a Dense config (or one with another
+  max_length) would otherwise fail deep inside the Saver, or, for a layer whose
+  variables happen to be absent, look like a fresh start. We compare this
+  layer's variables (names and shapes) with the checkpoint's at build time.
+  """
+  model_dir = model_dir or _model_dir()
+  ckpt = tf.train.latest_checkpoint(model_dir) if model_dir else None
+  if not ckpt:
+    return
+  prefix = scope + "/"
+  built = {v.name[len(prefix):]: v.shape.to_integer_list
+           for v in graph.all_variables if v.name.startswith(prefix)}
+  saved = {n[len(prefix):]: s for n, s in _checkpoint_shapes(ckpt).items()
+           if n.startswith(prefix) and "_slot_" not in n}
+  if built == saved:
+    return
+  layer = scope.rsplit("/", 1)[0] + "/"
+  there = sorted({n[len(layer):] for n in _checkpoint_shapes(ckpt)
+                  if n.startswith(layer) and "_slot_" not in n})
+  raise ValueError(
+      "--model_dir %s holds a checkpoint (%s) written by a different model: "
+      "under %s it has %s, but this config builds %s. Restoring would fail or "
+      "mix weights. Use a new --model_dir, or the gin config that wrote the "
+      "checkpoint (its operative_config.gin is in the model_dir)." % (
+          model_dir, ckpt.rsplit("/", 1)[-1], layer,
+          there or "no variables", {k: built[k] for k in sorted(built)}))
+
+
+@gin.configurable
+class SynthesizerEncDecAttention(transformer_layers.EncDecAttention):
+  """Cross-attention cannot be synthesized; this class only explains why.
+
+  Bound in place of EncDecAttention it fails at construction with the reason and
+  the fix, instead of silently doing something else.
+  """
+
+  def __init__(self, synthesizers=("dense",), **unused_kwargs):  # pylint: disable=super-init-not-called
+    names = [synth_lib.build(s).name for s in synthesizers]
+    raise ValueError(
+        "SynthesizerEncDecAttention(%s): synthesizers cannot replace "
+        "encoder-decoder attention. Random and Dense logits are indexed by "
+        "positions of the sequence the query belongs to, but cross-attention's "
+        "memory is another sequence of another length (the paper keeps "
+        "cross-attention standard, section 4). Use "
+        "transformer_layers.EncDecAttention in the decoder stack, as "
+        "gin/models/synthesizer_stacks.gin does." % names)

@@ -16,18 +16,18 @@ import tensorflow.compat.v1 as tf
 
 
 THREAD_VARS = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1",
-               "TF_NUM_INTEROP_THREADS": "1"}
+               "TF_NUM_INTEROP_THREADS": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 def single_thread_if_requested(argv):
   """Run on one CPU thread when reproducible.gin is among the CLI's gin files.
 
-  TF's and oneDNN's CPU thread pools add partial sums in a schedule-dependent
+  TF's and oneDNN's CPU kernels add partial sums in a schedule-dependent
   order, so two runs differ in the last bits, which training amplifies (~1e-3
-  in the loss after a few steps). oneDNN sizes its OpenMP pool when TensorFlow
-  is imported, before --module_import runs, so setting the variables here is
-  too late: the process restarts itself once (same pid, same arguments) with
-  them set. Measured on 2 cores: losses then agree bit for bit.
+  in the loss after a few steps). Measured here: one TF thread is not enough;
+  oneDNN must be off as well. TensorFlow reads these variables when it is
+  imported, before --module_import runs, so the process restarts itself once
+  (same pid, same arguments) with them set; losses then agree bit for bit.
   """
   if not any(a.endswith("reproducible.gin") for a in argv):
     return

@@ -108,3 +108,58 @@ def test_multi_query_not_supported():
   with pytest.raises(ValueError, match="num_memory_heads"):
     build("SelfAttention.num_memory_heads = 1",
           "SynthesizerAttention.max_length = 8")
+
+
+def test_layout_that_splits_heads_unevenly():
+  from synth_mtf.attention import check_heads_layout  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"num_heads=3 is split over mesh "
+                     r"dimension 'model' of size 2.*remove 'heads:model'"):
+    check_heads_layout(3, "batch:batch,heads:model", "model:2,batch:2")
+  check_heads_layout(4, "batch:batch,heads:model", "model:2,batch:2")  # fine
+  check_heads_layout(3, "batch:batch", "model:2,batch:2")  # heads not split
+
+
+def test_layout_error_from_gin_bindings():
+  with pytest.raises(ValueError, match="num_heads=3 is split"):
+    build("num_heads = 3", "utils.run.layout_rules = 'heads:model'",
+          "utils.run.mesh_shape = 'model:2'",
+          "SynthesizerAttention.max_length = 8")
+
+
+def test_synthesizers_refuse_cross_attention():
+  from synth_mtf.attention import SynthesizerEncDecAttention  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"\['dense'\]\): synthesizers cannot "
+                     r"replace encoder-decoder attention.*EncDecAttention"):
+    SynthesizerEncDecAttention(synthesizers=["dense"])
+  with pytest.raises(ValueError, match="cannot replace encoder-decoder"):
+    build("decoder/transformer.make_layer_stack.layers = ["
+          "@synth_mtf.attention.SynthesizerAttention, "
+          "@synth_mtf.attention.SynthesizerEncDecAttention, "
+          "@transformer_layers.DenseReluDense]",
+          "SynthesizerEncDecAttention.synthesizers = ['factorized_dense']",
+          "SynthesizerAttention.max_length = 8")
+
+
+def test_checkpoint_of_another_variant_unit(tmp_path):
+  """The build-time check, without the CLI: a Random checkpoint, a Dense layer."""
+  import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from synth_mtf import attention  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    tf.get_variable("enc/layer/SynthesizerAttention/random/R", [2, 8, 8])
+    tf.get_variable("enc/layer/SynthesizerAttention/v", [8, 2, 4])
+    with tf.Session() as s:
+      s.run(tf.global_variables_initializer())
+      tf.train.Saver().save(s, str(tmp_path / "model.ckpt"), global_step=3)
+  with tf.Graph().as_default():
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "m")
+    for name, dims in [("W1", [8, 2, 4]), ("v", [8, 2, 4])]:
+      with tf.variable_scope("enc/layer/SynthesizerAttention"):
+        mtf.get_variable(mesh, ("dense/" if name == "W1" else "") + name,
+                         mtf.Shape([mtf.Dimension("a%d" % i, n)
+                                    for i, n in enumerate(dims)]))
+    with pytest.raises(ValueError, match=r"holds a checkpoint \(model.ckpt-3\) "
+                       r"written by a different model.*random/R"):
+      attention._check_against_checkpoint(  # pylint: disable=protected-access
+          graph, "enc/layer/SynthesizerAttention", str(tmp_path))

@@ -125,8 +125,8 @@ def test_factorized_dense_tiling_gives_n_distinct_pairs():
   assert len(pairs) == 12
 
 
-def test_bfloat16_activations_close_to_float32():
-  kinds = ["random", "factorized_dense", "dot_product"]
+@pytest.mark.parametrize("kinds", VARIANTS, ids="+".join)
+def test_bfloat16_activations_close_to_float32(kinds):
   x = x_input()
   f32 = harness.run_layer(make_layer(kinds), x, sequence_id=SEQ, causal=True,
                           var_values=alpha_values(kinds))
