@@ -22,6 +22,10 @@ from synth_mtf import synthesizers as synth_lib
 
 COMPONENTS_DIM = "synth_components"
 
+# When a list (set by synth_mtf.analysis while it builds a graph), each layer
+# appends (variable scope, attention weights) to it. None in normal runs.
+RECORDER = None
+
 
 @gin.configurable
 class SynthesizerAttention(transformer_layers.SelfAttention):
@@ -204,9 +208,12 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
       logits = parts[0]
     else:
       comp = mtf.Dimension(COMPONENTS_DIM, len(parts))
+      # Equal logits start the mixture uniform. Ones, not zeros: Adafactor
+      # (T5's optimizer) scales updates by max(RMS(param), 1e-3), so a zero
+      # start would move alpha ~1000x slower than the other weights.
       alpha = mtf.get_variable(
           context.mesh, "alpha", mtf.Shape([heads, comp]),
-          initializer=tf.zeros_initializer(), dtype=context.variable_dtype)
+          initializer=tf.ones_initializer(), dtype=context.variable_dtype)
       alpha = mtf.softmax(alpha, comp)  # sum over functions = 1, per head
       logits = mtf.add_n([mtf.gather(alpha, i, comp) * p
                           for i, p in enumerate(parts)])
@@ -220,6 +227,8 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     if bias is not None:
       logits += bias
     weights = mtf.softmax(logits, memory_length)
+    if RECORDER is not None:
+      RECORDER.append((tf.get_variable_scope().name, weights))
     if context.train and self.dropout_rate > 0.0:
       weights = mtf.dropout(
           weights, context.train, rate=self.dropout_rate,

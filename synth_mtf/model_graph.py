@@ -29,7 +29,7 @@ def parse(gin_files, bindings=()):
   for path in gin_search_paths():
     gin.add_config_file_search_path(path)
   gin.parse_config_files_and_bindings(["defaults.gin"] + list(gin_files),
-                                      list(bindings))
+                                      list(bindings), finalize_config=False)
 
 
 def model_type():

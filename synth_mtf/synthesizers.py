@@ -93,6 +93,11 @@ class SynthesizingFunction(object):
     """Table 1's |theta| in terms of d=d_model, h, d_kv, N=max_length."""
     raise NotImplementedError
 
+  def constants(self, max_length):
+    """Values of the formula's other symbols (k, a, b)."""
+    del max_length
+    return {}
+
   def validate(self, max_length):
     """Raise ValueError for hyper-parameters inconsistent with max_length."""
 
@@ -211,7 +216,10 @@ class FactorizedRandom(GlobalSynthesizer):
     return num_heads * 2 * max_length * self.k
 
   def formula(self):
-    return "h*2*N*k (k=%d)" % self.k
+    return "2*h*N*k"
+
+  def constants(self, max_length):
+    return {"k": self.k}
 
   def __repr__(self):
     return "FactorizedRandom(k=%d)" % self.k
@@ -339,6 +347,10 @@ class FactorizedDense(LocalSynthesizer):
 
   def formula(self):
     return "d*h*d_kv + h*d_kv*(a+b)"
+
+  def constants(self, max_length):
+    a, b = self.factors(max_length)
+    return {"a": a, "b": b}
 
   def __repr__(self):
     return "FactorizedDense(a=%r, b=%r)" % (self.a, self.b)

@@ -29,6 +29,7 @@ ALL = sorted(rel(p) for p in glob.glob(os.path.join(GIN, "**", "*.gin"),
 MODELS = [p for p in ALL if p.startswith("models/") and p not in FRAGMENTS]
 EXPERIMENTS = [p for p in ALL if p.startswith("experiments/")
                and p not in FRAGMENTS]
+ADD_ONS = [p for p in ALL if "/" not in p]  # e.g. reproducible.gin
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def includes(path):
 
 
 def test_every_file_is_checked():
-  covered = set(MODELS) | set(EXPERIMENTS)
+  covered = set(MODELS) | set(EXPERIMENTS) | set(ADD_ONS)
   covered |= {i for p in covered for i in includes(p)}
   sweeps = {p for p in ALL if p.startswith("sweeps/")}
   assert set(ALL) - sweeps <= covered, sorted(set(ALL) - covered - sweeps)
@@ -66,3 +67,11 @@ def test_experiment_config_builds(path):
   import seqio  # pylint: disable=g-import-not-at-top
   assert mixture in set(seqio.TaskRegistry.names()) | set(
       seqio.MixtureRegistry.names())
+
+
+@pytest.mark.parametrize("path", ADD_ONS)
+def test_add_on_config_builds(path):
+  variables = model_graph.build_variables(
+      ["experiments/demo_reverse.gin", "models/synthesizer/random.gin", path],
+      TINY)
+  assert variables

@@ -115,7 +115,10 @@ def test_alpha_is_a_softmax_per_head():
 def test_default_alpha_is_uniform():
   kinds = ["random", "dense", "dot_product"]
   out = harness.run_layer(make_layer(kinds), x_input())
-  np.testing.assert_array_equal(harness.var(out, "/alpha"), np.zeros((H, 3)))
+  a = harness.var(out, "/alpha")
+  assert a.shape == (H, 3)
+  np.testing.assert_array_equal(a, np.full((H, 3), a[0, 0]))  # softmax: 1/3 each
+  assert a[0, 0] == 1.0  # not 0: Adafactor's updates scale with |alpha|
 
 
 def test_factorized_dense_tiling_gives_n_distinct_pairs():
