@@ -1,0 +1,277 @@
+"""Training speed of each attention variant, measured side by side in one run.
+
+  python bench/speed.py [--lengths 128 512] [--variants R,vanilla,...] [--out DIR]
+
+Every model is T5.1.1-small sized (d_model 512, 8+8 layers, d_ff 1024, 6 heads of
+64) and identical but for its self-attention. All models are built first, then
+timed in alternation (variant A, B, C, ..., then again), so that the machine's
+drift hits all of them alike; the table reports the median steps/s, the spread
+(min-max), the ratio to vanilla, the ratio an analytic FLOP count of the model's
+matmuls predicts, and achieved/predicted. A training step is what the stock CLI
+runs: forward, backward and an Adafactor update, on one CPU mesh device.
+
+Also measured: the GFLOP/s a plain TensorFlow matmul reaches on this machine, to
+compare the models' achieved GFLOP/s with.
+"""
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+# name -> (gin files, description); all on top of models/t5.1.1.small.gin
+VARIANTS = {
+    "vanilla": (["models/baselines/transformer.gin"], "T5 SelfAttention"),
+    "stock_R": ([], "mesh-tensorflow Synthesizer(random)"),
+    "R": (["models/synthesizer/random.gin"], "Syn(R)"),
+    "Fix": (["models/synthesizer/fixed_random.gin"], "Syn(Fix)"),
+    "FR": (["models/synthesizer/factorized_random.gin"], "Syn(FR)"),
+    "D": (["models/synthesizer/dense.gin"], "Syn(D)"),
+    "FD": (["models/synthesizer/factorized_dense.gin"], "Syn(FD)"),
+    "R+V": (["models/synthesizer/random_plus_vanilla.gin"], "Syn(R+V)"),
+    "D+V": (["models/synthesizer/dense_plus_vanilla.gin"], "Syn(D+V)"),
+    "DyConv": (["models/baselines/dynamic_conv.gin"], "DynamicConv1DLocalAttn"),
+    "LightConv": (["models/baselines/lightweight_conv.gin"],
+                  "LightweightConv1DLocalAttn"),
+}
+STOCK_BINDINGS = [
+    "encoder/transformer.make_layer_stack.layers = ["
+    "@transformer_layers.Synthesizer, @transformer_layers.DenseReluDense]",
+    "decoder/transformer.make_layer_stack.layers = ["
+    "@transformer_layers.Synthesizer, @transformer_layers.EncDecAttention, "
+    "@transformer_layers.DenseReluDense]",
+    "transformer_layers.Synthesizer.synthesize_mode = 'random'",
+    "transformer_layers.Synthesizer.num_heads = %num_heads",
+    "transformer_layers.Synthesizer.key_value_size = %d_kv",
+]
+SIZE = dict(d_model=512, d_ff=1024, num_heads=6, d_kv=64, num_layers=8,
+            vocab=32128)
+
+
+def model_flops(variant, length, target_length, batch, s=SIZE, k=8):
+  """Forward matmul FLOPs of one step (2 per multiply-add); training ~ 3x."""
+  d, dff, h, dkv, n_l, vocab = (s["d_model"], s["d_ff"], s["num_heads"],
+                                s["d_kv"], s["num_layers"], s["vocab"])
+  hd = h * dkv
+
+  def self_attention(n):
+    proj_vo = 2 * 2 * d * hd * n          # G (values) and output
+    av = 2 * n * n * hd                   # weights x values
+    qk = 2 * 2 * d * hd * n + 2 * n * n * hd  # Q, K projections and QK^T
+    dense = 2 * d * hd * n + 2 * hd * n * n   # W1 and W2 (N = n columns)
+    a = int(np.sqrt(n))
+    fdense = 2 * d * hd * n + 2 * hd * 2 * a * n
+    table_fr = 2 * h * n * n * k / batch  # R1 R2^T once per batch
+    conv = 2 * d * d * n + 2 * d * 7 * n  # pointwise + depthwise (kernel 7)
+    parts = {"vanilla": qk, "stock_R": 0, "R": 0, "Fix": 0, "FR": table_fr,
+             "D": dense, "FD": fdense, "R+V": qk, "D+V": qk + dense}
+    if variant in ("DyConv", "LightConv"):
+      extra = 2 * d * 7 * h * n if variant == "DyConv" else 0
+      return conv + extra
+    return proj_vo + av + parts[variant]
+
+  def stack(n, cross_m=None):
+    per = self_attention(n) + 3 * 2 * d * dff * n  # gated-GELU FFN
+    if cross_m:
+      per += 2 * 2 * d * hd * n + 2 * 2 * d * hd * cross_m + 4 * n * cross_m * hd
+    return n_l * per
+
+  enc = stack(length)
+  dec = stack(target_length, cross_m=length) + 2 * d * vocab * target_length
+  return batch * (enc + dec)
+
+
+def matmul_gflops(n=1024, reps=10):
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    a = tf.random.normal([n, n])
+    b = tf.Variable(tf.random.normal([n, n]))
+    c = tf.reduce_sum(tf.matmul(a, b))
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      sess.run(c)
+      t0 = time.perf_counter()
+      for _ in range(reps):
+        sess.run(c)
+      dt = (time.perf_counter() - t0) / reps
+  return 2 * n ** 3 / dt / 1e9
+
+
+class Model(object):
+  """One variant's training step in its own graph and session."""
+
+  def __init__(self, variant, length, target_length, batch):
+    import gin  # pylint: disable=g-import-not-at-top
+    import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
+    from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+    import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+    from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+    files, _ = VARIANTS[variant]
+    bindings = ["max_length = %d" % length,
+                "SynthesizerAttention.max_length = %d" % length,
+                "utils.get_variable_dtype.activation_dtype = 'float32'"]
+    if variant == "stock_R":
+      bindings += STOCK_BINDINGS
+    model_graph.parse(["models/t5.1.1.small.gin"] + files, bindings)
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      tf.set_random_seed(0)
+      mtf_graph = mtf.Graph()
+      mesh = mtf.Mesh(mtf_graph, "mesh")
+      model = mtf_utils.build_model("bitransformer",
+                                    input_vocab_size=SIZE["vocab"],
+                                    output_vocab_size=SIZE["vocab"])
+      b = mtf.Dimension("batch", batch)
+      rng = np.random.RandomState(0)
+
+      def ids(n):
+        return mtf.import_tf_tensor(
+            mesh, tf.constant(rng.randint(2, 1000, size=(batch, n)), tf.int32),
+            mtf.Shape([b, mtf.Dimension("length", n)]))
+
+      vdt = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
+      _, loss = model.call_simple(inputs=ids(length), targets=ids(target_length),
+                                  compute_loss=True,
+                                  mode=tf.estimator.ModeKeys.TRAIN,
+                                  variable_dtype=vdt)
+      variables = mtf_graph.trainable_variables
+      grads = mtf.gradients([loss], [v.outputs[0] for v in variables])
+      opt = mtf.optimize.AdafactorOptimizer()
+      updates = opt.apply_grads(grads, variables)
+      lowering = mtf.Lowering(mtf_graph, {mesh: mtf.placement_mesh_impl.
+                                          PlacementMeshImpl([], [], [""])})
+      self.loss = lowering.export_to_tf_tensor(loss)
+      self.train_op = tf.group([lowering.lowered_operation(u) for u in updates])
+      self.params = int(sum(np.prod(v.shape.to_integer_list)
+                            for v in mtf_graph.all_variables))
+      self.sess = tf.Session(graph=self.graph)
+      self.sess.run(tf.global_variables_initializer())
+      self.sess.run(lowering.copy_masters_to_slices())
+    gin.clear_config(clear_constants=True)
+
+  def steps_per_second(self, steps):
+    self.sess.run([self.train_op, self.loss])  # warm-up (kernels, caches)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      self.sess.run([self.train_op, self.loss])
+    return steps / (time.perf_counter() - t0)
+
+
+def stamp():
+  try:
+    commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"],
+                                     cwd=HERE, text=True).strip()
+  except (OSError, subprocess.CalledProcessError):
+    commit = "unknown"
+  return {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+          "commit": commit, "date": datetime.datetime.utcnow().isoformat() + "Z",
+          "machine": "%s, %d cores, %s" % (platform.processor() or
+                                           platform.machine(), os.cpu_count(),
+                                           platform.platform())}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
+  p.add_argument("--target_length", type=int, default=16)
+  p.add_argument("--batch", type=int, default=4)
+  p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--reps", type=int, default=3, help="alternating rounds")
+  p.add_argument("--steps", type=int, default=3, help="timed steps per round")
+  p.add_argument("--out", default=os.path.join(HERE, "results", "speed"))
+  args = p.parse_args(argv)
+  variants = args.variants.split(",")
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    p.error("unknown variants %s; choose from %s" % (unknown, list(VARIANTS)))
+  import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  os.makedirs(args.out, exist_ok=True)
+  info = stamp()
+  info["matmul_gflops"] = round(matmul_gflops(), 1)
+  print("plain TF matmul 1024^3: %.1f GFLOP/s" % info["matmul_gflops"],
+        flush=True)
+  rows = []
+  for length in args.lengths:
+    models = {}
+    for v in variants:
+      if v == "stock_R" and length > 512:
+        print("skip stock_R at %d: the release hard-codes 512" % length)
+        continue
+      print("building %s at length %d" % (v, length), flush=True)
+      models[v] = Model(v, length, args.target_length, args.batch)
+    times = {v: [] for v in models}
+    for rep in range(args.reps):
+      order = list(models) if rep % 2 == 0 else list(reversed(list(models)))
+      for v in order:
+        times[v].append(models[v].steps_per_second(args.steps))
+      print("round %d at %d: %s" % (rep, length, {v: round(t[-1], 3) for v, t
+                                                  in times.items()}), flush=True)
+    base = statistics.median(times["vanilla"]) if "vanilla" in times else None
+    fl_base = model_flops("vanilla", length, args.target_length, args.batch)
+    for v, t in times.items():
+      med = statistics.median(t)
+      flops = model_flops(v, length, args.target_length, args.batch)
+      ratio = med / base if base else None
+      predicted = fl_base / flops
+      rows.append({
+          "length": length, "variant": v, "description": VARIANTS[v][1],
+          "params": models[v].params, "steps_per_sec": round(med, 4),
+          "min": round(min(t), 4), "max": round(max(t), 4),
+          "ratio_vs_vanilla": ratio and round(ratio, 3),
+          "flop_predicted_ratio": round(predicted, 3),
+          "efficiency": ratio and round(ratio / predicted, 3),
+          "achieved_gflops": round(3 * flops * med / 1e9, 1)})
+    for m in models.values():
+      m.sess.close()
+  write(rows, info, args.out)
+
+
+def write(rows, info, out):
+  with open(os.path.join(out, "speed.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+  with open(os.path.join(out, "speed.json"), "w") as f:
+    json.dump({"stamp": info, "rows": rows}, f, indent=1)
+  cols = ["length", "variant", "steps_per_sec", "min", "max",
+          "ratio_vs_vanilla", "flop_predicted_ratio", "efficiency",
+          "achieved_gflops", "params"]
+  with open(os.path.join(out, "speed.md"), "w") as f:
+    f.write("# Training speed, T5.1.1-small dims, batch 4, targets 16\n\n")
+    f.write("`%(command)s` at commit %(commit)s, %(date)s, on %(machine)s. "
+            "Plain TF matmul: %(matmul_gflops)s GFLOP/s.\n\n" % info)
+    f.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
+    for r in rows:
+      f.write("| " + " | ".join(str(r[c]) for c in cols) + " |\n")
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for v in sorted({r["variant"] for r in rows}):
+    pts = [(r["length"], r["steps_per_sec"]) for r in rows if r["variant"] == v]
+    ax.plot(*zip(*sorted(pts)), marker="o", label=v)
+  ax.set_xscale("log", base=2)
+  ax.set_yscale("log")
+  ax.set_xlabel("input length")
+  ax.set_ylabel("training steps/s")
+  ax.set_title("speed vs length (%s, %s)" % (info["commit"], info["machine"][:40]),
+               fontsize=8)
+  ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "speed.png"), dpi=90)
+  print("wrote %s/speed.{csv,md,json,png}" % out)
+
+
+if __name__ == "__main__":
+  main()
