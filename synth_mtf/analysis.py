@@ -115,8 +115,6 @@ def attention_on_text(model_dir, text, step=None):
   {(stack, block): [heads, L, L]} attention weights of each SynthesizerAttention
   layer (the full mixed softmax, masks included)."""
   import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
-  from mesh_tensorflow.transformer import transformer  # pylint: disable=g-import-not-at-top
-  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
   import seqio  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from synth_mtf import attention  # pylint: disable=g-import-not-at-top
@@ -139,13 +137,10 @@ def attention_on_text(model_dir, text, step=None):
   emb = [s for n, s in saved.items() if n.endswith("embedding")
          and "_slot_" not in n]
   vocab_size = emb[0][0]
-  kind = model_graph.model_type()
   graph = tf.Graph()
   with graph.as_default():
     mtf_graph = mtf.Graph()
     mesh = mtf.Mesh(mtf_graph, "mesh")
-    model = mtf_utils.build_model(model_type=kind, input_vocab_size=vocab_size,
-                                  output_vocab_size=vocab_size)
     batch = mtf.Dimension("batch", 1)
     length = mtf.Dimension("length", len(ids))
     tokens = mtf.import_tf_tensor(mesh, tf.constant([ids], tf.int32),
@@ -156,13 +151,8 @@ def attention_on_text(model_dir, text, step=None):
                             tf.float32, tf.float32)
     attention.RECORDER = []
     try:
-      if kind == "bitransformer":
-        model.call_simple(inputs=tokens, targets=tokens, compute_loss=False,
-                          mode=tf.estimator.ModeKeys.EVAL, variable_dtype=vdt)
-      else:
-        model.call_simple(inputs=transformer.autoregressive_inputs(tokens),
-                          targets=tokens, compute_loss=False,
-                          mode=tf.estimator.ModeKeys.EVAL, variable_dtype=vdt)
+      model_graph.call_model(tokens, vocab_size, tf.estimator.ModeKeys.EVAL,
+                             vdt, compute_loss=False)
       recorded = attention.RECORDER
     finally:
       attention.RECORDER = None

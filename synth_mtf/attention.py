@@ -161,6 +161,11 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
                          mtf.range(context.mesh, context.length_dim, tf.int32))
       qpos = mtf.reduce_sum(mtf.to_int32(mtf.logical_and(same, earlier)),
                             reduced_dim=memory_length)
+      # Padding (segment 0) keeps its index: it sees only padding, and so an
+      # unpacked padded batch has default positions (the fast path).
+      index = mtf.broadcast(
+          mtf.range(context.mesh, context.length_dim, tf.int32), qpos.shape)
+      qpos = mtf.where(mtf.equal(seg, 0), index, qpos)
     return qpos, mtf.replace_dimensions(qpos, context.length_dim, memory_length)
 
   def call(self, context, x, losses=None):

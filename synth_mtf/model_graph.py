@@ -39,26 +39,34 @@ def model_type():
     return "bitransformer"
 
 
+def call_model(ids, vocab, mode, variable_dtype, compute_loss=True):
+  """Build the gin-configured model in ids' mesh and call it on ids.
+
+  ids: int32 [batch, length] used as inputs and targets (a Bitransformer) or as
+  the targets of a decoder-only model (shifted to make its inputs).
+  Returns (model, loss or None).
+  """
+  kind = model_type()
+  model = mtf_utils.build_model(model_type=kind, input_vocab_size=vocab,
+                                output_vocab_size=vocab)
+  inputs = ids if kind == "bitransformer" else (
+      transformer.autoregressive_inputs(ids))
+  _, loss = model.call_simple(inputs=inputs, targets=ids,
+                              compute_loss=compute_loss, mode=mode,
+                              variable_dtype=variable_dtype)
+  return model, loss
+
+
 def build_variables(gin_files, bindings=(), length=8, vocab=64):
   """{variable name: (shape list, trainable)} of the model the configs define."""
   parse(gin_files, bindings)
-  kind = model_type()
   graph = tf.Graph()
   with graph.as_default():
     mtf_graph = mtf.Graph()
     mesh = mtf.Mesh(mtf_graph, "mesh")
-    model = mtf_utils.build_model(model_type=kind, input_vocab_size=vocab,
-                                  output_vocab_size=vocab)
-    batch = mtf.Dimension("batch", 2)
-    length_dim = mtf.Dimension("length", length)
-    ids = mtf.ones(mesh, mtf.Shape([batch, length_dim]), tf.int32)
-    vdt = mtf.VariableDType(tf.float32, tf.float32, tf.float32)
-    if kind == "bitransformer":
-      model.call_simple(inputs=ids, targets=ids, compute_loss=True,
-                        mode=tf.estimator.ModeKeys.TRAIN, variable_dtype=vdt)
-    else:
-      model.call_simple(inputs=transformer.autoregressive_inputs(ids),
-                        targets=ids, compute_loss=True,
-                        mode=tf.estimator.ModeKeys.TRAIN, variable_dtype=vdt)
+    ids = mtf.ones(mesh, mtf.Shape([mtf.Dimension("batch", 2),
+                                    mtf.Dimension("length", length)]), tf.int32)
+    call_model(ids, vocab, tf.estimator.ModeKeys.TRAIN,
+               mtf.VariableDType(tf.float32, tf.float32, tf.float32))
     return {v.name: (v.shape.to_integer_list, v.trainable)
             for v in mtf_graph.all_variables}

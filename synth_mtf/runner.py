@@ -14,6 +14,9 @@ import numpy as np
 STEP_RE = re.compile(r"tf_loss\[([0-9.eE+-]+)\]\[(\d+)\]")
 RATE_RE = re.compile(r"global_step/sec: ([0-9.]+)")
 METRIC_RE = re.compile(r"INFO:tensorflow:eval/(\S+) at step (\d+): ([0-9.eE+-]+)")
+# perplexity_eval.gin reports through the estimator instead
+SAVED_DICT_RE = re.compile(r"INFO:tensorflow:Saving dict for global step (\d+): "
+                           r"(.*)")
 
 
 class CliError(RuntimeError):
@@ -70,6 +73,11 @@ def metrics(log_text):
   out = {}
   for name, step, value in METRIC_RE.findall(log_text):
     out[name] = (int(step), float(value))
+  for step, pairs in SAVED_DICT_RE.findall(log_text):
+    for pair in pairs.split(", "):
+      name, _, value = pair.partition(" = ")
+      if name in ("neg_log_perplexity", "token_accuracy", "loss"):
+        out[name] = (int(step), float(value))
   return out
 
 

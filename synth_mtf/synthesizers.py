@@ -128,6 +128,17 @@ class GlobalSynthesizer(SynthesizingFunction):
     return _gather_table(t, sctx)
 
 
+def _all_default(*positions):
+  """True when every row's positions are 0..n-1: an unpacked batch.
+
+  T5 always passes segment ids (padding), so the packed path is built; at run
+  time this skips its gather (and the scatter-add of its gradient) when no row
+  holds a second example."""
+  return tf.reduce_all([
+      tf.reduce_all(tf.equal(p, tf.range(tf.shape(p)[-1], dtype=p.dtype)))
+      for p in positions])
+
+
 def _gather_table(t, sctx):
   """logits[b, h, i, j] = t[h, qpos[b, i], mpos[b, j]] (per-segment positions)."""
   qpos, mpos = sctx.query_position, sctx.memory_position
@@ -139,11 +150,14 @@ def _gather_table(t, sctx):
 
   def fn(table, q, m):
     h, n_q, n_m = table.shape[-3], table.shape[-2], table.shape[-1]
-    out_shape = tf.shape(table)
-    flat = tf.reshape(table, [-1, h, n_q * n_m])
-    idx = tf.reshape(q[..., :, None] * n_m + m[..., None, :], [-1, n_q * n_m])
-    out = tf.gather(flat, idx, axis=2, batch_dims=1)  # [B, h, L*M]
-    return tf.reshape(out, out_shape)
+
+    def gather():
+      flat = tf.reshape(table, [-1, h, n_q * n_m])
+      idx = tf.reshape(q[..., :, None] * n_m + m[..., None, :], [-1, n_q * n_m])
+      out = tf.gather(flat, idx, axis=2, batch_dims=1)  # [B, h, L*M]
+      return tf.reshape(out, tf.shape(table))
+
+    return tf.cond(_all_default(q, m), lambda: table, gather)
 
   return mtf.slicewise(fn, [t, qpos, mpos], output_shape=t.shape,
                        output_dtype=t.dtype,
@@ -252,8 +266,10 @@ class LocalSynthesizer(SynthesizingFunction):
 
     def fn(r, m):
       # r: [batch..., length, heads, M]; m: [batch..., M] -> take_along_axis.
-      idx = tf.broadcast_to(m[..., None, None, :], tf.shape(r))
-      return tf.gather(r, idx, axis=-1, batch_dims=len(r.shape) - 1)
+      def gather():
+        idx = tf.broadcast_to(m[..., None, None, :], tf.shape(r))
+        return tf.gather(r, idx, axis=-1, batch_dims=len(r.shape) - 1)
+      return tf.cond(_all_default(m), lambda: r, gather)
 
     return mtf.slicewise(fn, [rows, mpos], output_shape=rows.shape,
                          output_dtype=rows.dtype,

@@ -13,12 +13,14 @@ def softmax(z, axis=-1):
 
 
 def segment_positions(seq):
-  """Position of each token inside its segment: [b, n] -> [b, n]."""
+  """Position of each token inside its example: [b, n] -> [b, n]."""
   seq = np.asarray(seq)
   pos = np.zeros_like(seq)
   for b in range(seq.shape[0]):
     for i in range(seq.shape[1]):
       pos[b, i] = 0 if i == 0 or seq[b, i] != seq[b, i - 1] else pos[b, i - 1] + 1
+      if seq[b, i] == 0:  # padding keeps its index (it only sees padding)
+        pos[b, i] = i
   return pos
 
 

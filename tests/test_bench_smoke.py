@@ -1,0 +1,43 @@
+"""A tiny smoke of each benchmark (the real runs are committed under
+bench/results/): they run end to end and write their tables (slow)."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
+DATA = os.environ.get("SYNTH_MTF_DATA", os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+def run(*args):
+  proc = subprocess.run([sys.executable] + list(args), capture_output=True,
+                        text=True, timeout=1200)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_speed_smoke(tmp_path):
+  run(os.path.join(BENCH, "speed.py"), "--lengths", "16", "--variants",
+      "vanilla,R", "--reps", "1", "--steps", "1", "--out", str(tmp_path))
+  with open(tmp_path / "speed.csv") as f:
+    rows = {r["variant"]: r for r in csv.DictReader(f)}
+  assert float(rows["vanilla"]["ratio_vs_vanilla"]) == 1.0
+  assert float(rows["R"]["flop_predicted_ratio"]) > 1.0  # R drops Q, K, QK^T
+  assert int(rows["R"]["params"]) != int(rows["vanilla"]["params"])
+  assert (tmp_path / "speed.png").exists() and (tmp_path / "speed.md").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason="no ../shared/data")
+def test_quality_smoke(tmp_path):
+  run(os.path.join(BENCH, "quality.py"), "lm", "--data", DATA, "--seeds", "1",
+      "--steps", "2", "--variants", "R", "--out", str(tmp_path),
+      "--work_dir", str(tmp_path / "runs"))
+  with open(tmp_path / "quality_lm.csv") as f:
+    (row,) = list(csv.DictReader(f))
+  assert row["variant"] == "R" and row["seeds"] == "1"
+  assert 1.0 < float(row["mean"]) < 300.0  # perplexity per byte, untrained
