@@ -216,7 +216,6 @@ def select(maps, layer=None, head=None):
 def parameter_table(gin_files, bindings=()):
   """Rows (component, formula, per layer, layers, total) of a config's model."""
   from synth_mtf.attention import SynthesizerAttention  # pylint: disable=g-import-not-at-top
-  from synth_mtf import synthesizers as synth_lib  # pylint: disable=g-import-not-at-top
   variables = model_graph.build_variables(gin_files, bindings)
   d_model = gin.query_parameter("%d_model")
   groups = collections.OrderedDict()
@@ -268,7 +267,6 @@ def parameter_table(gin_files, bindings=()):
   meta = {"d_model": d_model, "heads": h, "d_kv": dkv, "max_length": n,
           "synthesizers": [repr(s) for s in layer.synthesizers],
           "total": sum(r["total"] for r in rows)}
-  del synth_lib
   return rows, meta
 
 

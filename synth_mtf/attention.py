@@ -107,10 +107,6 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     return any(not isinstance(s, synth_lib.DotProduct)
                for s in self.synthesizers)
 
-  @property
-  def caches_keys(self):
-    return any(s.needs_keys for s in self.synthesizers)
-
   def num_params(self, d_model):
     """Parameters of one layer: Table 1's |theta| per function + G, output, alpha."""
     h, dkv, n = self.num_heads, self.key_value_size, self.max_length

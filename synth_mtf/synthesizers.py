@@ -70,17 +70,10 @@ def _max_dims(max_length):
           mtf.Dimension(MAX_MEMORY_LENGTH_DIM, max_length))
 
 
-def _take_prefix(t, dim_name, size, new_name):
-  """t[..., :size, ...] along dim_name, renamed to new_name."""
-  t = mtf.slice(t, 0, size, dim_name)
-  return mtf.rename_dimension(t, dim_name, new_name)
-
-
 class SynthesizingFunction(object):
   """Base class. Subclasses define `name` (variable scope) and `logits`."""
 
   name = None
-  needs_keys = False  # only dot product caches keys for incremental decoding
 
   def logits(self, sctx):
     raise NotImplementedError
@@ -380,7 +373,6 @@ class DotProduct(SynthesizingFunction):
   """
 
   name = "dot_product"
-  needs_keys = True
 
   def logits(self, sctx):
     d, kv = sctx.model_dim, sctx.kv_dim
