@@ -9,8 +9,13 @@ tasks and mixtures, because --module_import replaces its default
 
 import os
 import sys
+import warnings
 
-import gin
+# mesh-tensorflow imports pkg_resources, which setuptools < 81 (pinned for it)
+# announces as deprecated on every start: noise for our users.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+import gin  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from synth_mtf import attention  # noqa: F401  (registers gin configurables)
 from synth_mtf import baselines  # noqa: F401
