@@ -247,48 +247,34 @@ def local_lm(split,
   return rows.done()
 
 
-def _dataset(reader, keys):
-  def fn(split, shuffle_files=False, seed=None):
+FEATURES = {"inputs": seqio.Feature(VOCAB, add_eos=True),
+            "targets": seqio.Feature(VOCAB, add_eos=True)}
+
+
+def _register(name, reader, keys, metric_fns, split_long=False):
+  """A seqio task reading `reader(split)` (a gin-configured function, so its
+  bindings are read when the data is, after the CLI has parsed gin)."""
+  if name in seqio.TaskRegistry.names():
+    return
+
+  def dataset_fn(split, shuffle_files=False, seed=None):
     del shuffle_files, seed
     examples = reader(split)
     return tf.data.Dataset.from_tensor_slices(
         {k: [e[k] for e in examples] for k in keys})
-  return fn
 
-
-FEATURES = {"inputs": seqio.Feature(VOCAB, add_eos=True),
-            "targets": seqio.Feature(VOCAB, add_eos=True)}
-
-if "synth_mtf_local_classification" not in seqio.TaskRegistry.names():
+  split = [t5_preprocessors.split_tokens_to_targets_length] if split_long else []
   seqio.TaskRegistry.add(
-      "synth_mtf_local_classification",
-      source=seqio.FunctionDataSource(
-          _dataset(lambda split: local_classification(split),  # pylint: disable=unnecessary-lambda
-                   ("inputs", "targets")), splits=SPLITS),
-      preprocessors=[seqio.preprocessors.tokenize,
-                     seqio.preprocessors.append_eos_after_trim],
-      output_features=FEATURES,
-      metric_fns=[metrics.accuracy])
+      name,
+      source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS),
+      preprocessors=([seqio.preprocessors.tokenize] + split +
+                     [seqio.preprocessors.append_eos_after_trim]),
+      output_features={k: FEATURES[k] for k in keys},
+      metric_fns=metric_fns)
 
-if "synth_mtf_personachat" not in seqio.TaskRegistry.names():
-  seqio.TaskRegistry.add(
-      "synth_mtf_personachat",
-      source=seqio.FunctionDataSource(
-          _dataset(lambda split: local_dialogue(split),  # pylint: disable=unnecessary-lambda
-                   ("inputs", "targets")), splits=SPLITS),
-      preprocessors=[seqio.preprocessors.tokenize,
-                     seqio.preprocessors.append_eos_after_trim],
-      output_features=FEATURES,
-      metric_fns=[metrics.bleu, metrics.rouge])
 
-if "synth_mtf_local_lm" not in seqio.TaskRegistry.names():
-  seqio.TaskRegistry.add(
-      "synth_mtf_local_lm",
-      source=seqio.FunctionDataSource(
-          _dataset(lambda split: local_lm(split), ("targets",)),  # pylint: disable=unnecessary-lambda
-          splits=SPLITS),
-      preprocessors=[seqio.preprocessors.tokenize,
-                     t5_preprocessors.split_tokens_to_targets_length,
-                     seqio.preprocessors.append_eos_after_trim],
-      output_features={"targets": FEATURES["targets"]},
-      metric_fns=[])
+_register("synth_mtf_local_classification", local_classification,
+          ("inputs", "targets"), [metrics.accuracy])
+_register("synth_mtf_personachat", local_dialogue, ("inputs", "targets"),
+          [metrics.bleu, metrics.rouge])
+_register("synth_mtf_local_lm", local_lm, ("targets",), [], split_long=True)
