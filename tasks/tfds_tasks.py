@@ -51,33 +51,25 @@ def _add(name, **kwargs):
     seqio.TaskRegistry.add(name, **kwargs)
 
 
-_add("synth_mtf_ag_news",
-     source=seqio.TfdsDataSource(
-         tfds_name="ag_news_subset:1.0.0",
-         splits={"train": "train", "validation": "test", "test": "test"}),
-     preprocessors=[
-         functools.partial(classification, prefix="ag_news",
-                           text_keys=("title", "description"),
-                           label_names=AG_NEWS_LABELS),
-         seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-         seqio.preprocessors.append_eos_after_trim],
-     output_features=FEATURES, metric_fns=[metrics.accuracy])
+SPLITS = {"train": "train", "validation": "test", "test": "test"}
 
-_add("synth_mtf_imdb",
-     source=seqio.TfdsDataSource(
-         tfds_name="imdb_reviews/plain_text:1.0.0",
-         splits={"train": "train", "validation": "test", "test": "test"}),
-     preprocessors=[
-         functools.partial(classification, prefix="imdb", text_keys=("text",),
-                           label_names=IMDB_LABELS),
-         seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
-         seqio.preprocessors.append_eos_after_trim],
-     output_features=FEATURES, metric_fns=[metrics.accuracy])
+# name, TFDS name, inputs prefix, text features, label names
+for _name, _tfds, _prefix, _keys, _labels in [
+    ("synth_mtf_ag_news", "ag_news_subset:1.0.0", "ag_news",
+     ("title", "description"), AG_NEWS_LABELS),
+    ("synth_mtf_imdb", "imdb_reviews/plain_text:1.0.0", "imdb", ("text",),
+     IMDB_LABELS)]:
+  _add(_name,
+       source=seqio.TfdsDataSource(tfds_name=_tfds, splits=SPLITS),
+       preprocessors=[
+           functools.partial(classification, prefix=_prefix, text_keys=_keys,
+                             label_names=_labels),
+           seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+           seqio.preprocessors.append_eos_after_trim],
+       output_features=FEATURES, metric_fns=[metrics.accuracy])
 
 _add("synth_mtf_lm1b",
-     source=seqio.TfdsDataSource(
-         tfds_name="lm1b:1.1.0",
-         splits={"train": "train", "validation": "test", "test": "test"}),
+     source=seqio.TfdsDataSource(tfds_name="lm1b:1.1.0", splits=SPLITS),
      preprocessors=[
          text_to_targets, seqio.preprocessors.tokenize,
          seqio.CacheDatasetPlaceholder(),
