@@ -45,16 +45,19 @@ VARIANTS = {
     "LightConv": (["models/baselines/lightweight_conv.gin"],
                   "LightweightConv1DLocalAttn"),
 }
-STOCK_BINDINGS = [
-    "encoder/transformer.make_layer_stack.layers = ["
-    "@transformer_layers.Synthesizer, @transformer_layers.DenseReluDense]",
-    "decoder/transformer.make_layer_stack.layers = ["
-    "@transformer_layers.Synthesizer, @transformer_layers.EncDecAttention, "
-    "@transformer_layers.DenseReluDense]",
+STOCK_LAYER = "@transformer_layers.Synthesizer"
+STOCK_SETTINGS = [  # the release's layer in T5's sizes, random mode
     "transformer_layers.Synthesizer.synthesize_mode = 'random'",
     "transformer_layers.Synthesizer.num_heads = %num_heads",
     "transformer_layers.Synthesizer.key_value_size = %d_kv",
 ]
+STOCK_BINDINGS = [
+    "encoder/transformer.make_layer_stack.layers = ["
+    "%s, @transformer_layers.DenseReluDense]" % STOCK_LAYER,
+    "decoder/transformer.make_layer_stack.layers = ["
+    "%s, @transformer_layers.EncDecAttention, "
+    "@transformer_layers.DenseReluDense]" % STOCK_LAYER,
+] + STOCK_SETTINGS
 SIZE = dict(d_model=512, d_ff=1024, num_heads=6, d_kv=64, num_layers=8,
             vocab=32128)
 

@@ -41,3 +41,17 @@ def test_quality_smoke(tmp_path):
     (row,) = list(csv.DictReader(f))
   assert row["variant"] == "R" and row["seeds"] == "1"
   assert 1.0 < float(row["mean"]) < 300.0  # perplexity per byte, untrained
+
+
+def test_decode_smoke(tmp_path):
+  run(os.path.join(BENCH, "decode.py"), "--context", "16", "--batch", "2",
+      "--vocab", "64", "--variants", "vanilla,R,R+V", "--reps", "1", "--out",
+      str(tmp_path))
+  with open(tmp_path / "decode.csv") as f:
+    rows = {r["variant"]: r for r in csv.DictReader(f)}
+  # keys and values, batch x context x (6 heads x 64) floats each
+  assert int(rows["vanilla"]["state_bytes_per_layer"]) == 2 * 2 * 16 * 384 * 4
+  assert float(rows["R"]["state_vs_vanilla"]) == 0.5  # values only
+  assert float(rows["R+V"]["state_vs_vanilla"]) == 1.0  # V needs its keys
+  assert float(rows["R"]["tokens_per_sec"]) > 0
+  assert (tmp_path / "decode.png").exists() and (tmp_path / "decode.md").exists()
