@@ -80,7 +80,9 @@ def model_flops(variant, length, target_length, batch, s=SIZE, k=8):
     parts = {"vanilla": qk, "stock_R": 0, "R": 0, "Fix": 0, "FR": table_fr,
              "D": dense, "FD": fdense, "R+V": qk, "D+V": qk + dense}
     if variant in ("DyConv", "LightConv"):
-      extra = 2 * d * 7 * h * n if variant == "DyConv" else 0
+      # DyConv predicts its 7 kernel taps per position: 7 dense layers
+      # d_model -> d_model/16 (num_unique_depth_filters = 16), as mtf builds it.
+      extra = 2 * d * (d // 16) * 7 * n if variant == "DyConv" else 0
       return conv + extra
     return proj_vo + av + parts[variant]
 
@@ -95,11 +97,12 @@ def model_flops(variant, length, target_length, batch, s=SIZE, k=8):
   return batch * (enc + dec)
 
 
-def matmul_gflops(n=1024, reps=10):
+def matmul_gflops(m, k, n, reps=10):
+  """GFLOP/s of one plain TF matmul [m, k] x [k, n] (the model's FFN shape)."""
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():
-    a = tf.random.normal([n, n])
-    b = tf.Variable(tf.random.normal([n, n]))
+    a = tf.random.normal([m, k])
+    b = tf.Variable(tf.random.normal([k, n]))
     c = tf.reduce_sum(tf.matmul(a, b))
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
@@ -108,7 +111,7 @@ def matmul_gflops(n=1024, reps=10):
       for _ in range(reps):
         sess.run(c)
       dt = (time.perf_counter() - t0) / reps
-  return 2 * n ** 3 / dt / 1e9
+  return 2 * m * k * n / dt / 1e9
 
 
 class Model(object):
@@ -161,10 +164,10 @@ class Model(object):
       self.sess = tf.Session(graph=self.graph)
       self.sess.run(tf.global_variables_initializer())
       self.sess.run(lowering.copy_masters_to_slices())
+      self.sess.run([self.train_op, self.loss])  # warm-up (kernels, caches)
     gin.clear_config(clear_constants=True)
 
   def steps_per_second(self, steps):
-    self.sess.run([self.train_op, self.loss])  # warm-up (kernels, caches)
     t0 = time.perf_counter()
     for _ in range(steps):
       self.sess.run([self.train_op, self.loss])
@@ -193,6 +196,9 @@ def main(argv=None):
   p.add_argument("--reps", type=int, default=3, help="alternating rounds")
   p.add_argument("--steps", type=int, default=3, help="timed steps per round")
   p.add_argument("--out", default=os.path.join(HERE, "results", "speed"))
+  p.add_argument("--append", action="store_true",
+                 help="keep --out's rows at other lengths (a long length "
+                 "measured in a later run); each run's stamp is kept")
   args = p.parse_args(argv)
   variants = args.variants.split(",")
   unknown = [v for v in variants if v not in VARIANTS]
@@ -200,10 +206,7 @@ def main(argv=None):
     p.error("unknown variants %s; choose from %s" % (unknown, list(VARIANTS)))
   import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   os.makedirs(args.out, exist_ok=True)
-  info = stamp()
-  info["matmul_gflops"] = round(matmul_gflops(), 1)
-  print("plain TF matmul 1024^3: %.1f GFLOP/s" % info["matmul_gflops"],
-        flush=True)
+  info = dict(stamp(), lengths=args.lengths)
   rows = []
   for length in args.lengths:
     models = {}
@@ -220,6 +223,13 @@ def main(argv=None):
         times[v].append(models[v].steps_per_second(args.steps))
       print("round %d at %d: %s" % (rep, length, {v: round(t[-1], 3) for v, t
                                                   in times.items()}), flush=True)
+    # a plain matmul of the model's FFN shape, [batch*length, d_model] x
+    # [d_model, d_ff], measured between the rounds' conditions
+    mm = round(matmul_gflops(args.batch * length, SIZE["d_model"],
+                             SIZE["d_ff"]), 1)
+    print("plain TF matmul [%d, %d] x [%d, %d]: %.1f GFLOP/s" % (
+        args.batch * length, SIZE["d_model"], SIZE["d_model"], SIZE["d_ff"],
+        mm), flush=True)
     base = statistics.median(times["vanilla"]) if "vanilla" in times else None
     fl_base = model_flops("vanilla", length, args.target_length, args.batch)
     for v, t in times.items():
@@ -234,26 +244,46 @@ def main(argv=None):
           "ratio_vs_vanilla": ratio and round(ratio, 3),
           "flop_predicted_ratio": round(predicted, 3),
           "efficiency": ratio and round(ratio / predicted, 3),
-          "achieved_gflops": round(3 * flops * med / 1e9, 1)})
+          "achieved_gflops": round(3 * flops * med / 1e9, 1),
+          "matmul_gflops": mm})
     for m in models.values():
       m.sess.close()
-  write(rows, info, args.out)
+  stamps = [info]
+  old_path = os.path.join(args.out, "speed.json")
+  if args.append and os.path.exists(old_path):
+    with open(old_path) as f:
+      old = json.load(f)
+    rows = [r for r in old["rows"] if r["length"] not in args.lengths] + rows
+    rows.sort(key=lambda r: r["length"])
+    old_stamps = old.get("stamps") or [dict(  # files written before --append
+        old["stamp"], lengths=sorted({r["length"] for r in old["rows"]}))]
+    stamps = [st for st in old_stamps
+              if set(st["lengths"]) - set(args.lengths)] + stamps
+  write(rows, stamps, args.out)
 
 
-def write(rows, info, out):
+def write(rows, stamps, out):
   with open(os.path.join(out, "speed.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, list(rows[0]))
     w.writeheader()
     w.writerows(rows)
   with open(os.path.join(out, "speed.json"), "w") as f:
-    json.dump({"stamp": info, "rows": rows}, f, indent=1)
+    json.dump({"stamps": stamps, "rows": rows}, f, indent=1)
   cols = ["length", "variant", "steps_per_sec", "min", "max",
           "ratio_vs_vanilla", "flop_predicted_ratio", "efficiency",
-          "achieved_gflops", "params"]
+          "achieved_gflops", "matmul_gflops", "params"]
   with open(os.path.join(out, "speed.md"), "w") as f:
     f.write("# Training speed, T5.1.1-small dims, batch 4, targets 16\n\n")
-    f.write("`%(command)s` at commit %(commit)s, %(date)s, on %(machine)s. "
-            "Plain TF matmul: %(matmul_gflops)s GFLOP/s.\n\n" % info)
+    for info in stamps:
+      f.write("Lengths %s: `%s` at commit %s, %s, on %s.\n\n" % (
+          ", ".join(map(str, info["lengths"])), info["command"],
+          info["commit"], info["date"], info["machine"]))
+    f.write("steps/s: median of the rounds (min, max); ratio_vs_vanilla: median "
+            "over vanilla's median; flop_predicted_ratio: vanilla's matmul FLOPs "
+            "over the variant's; efficiency: measured ratio / predicted; "
+            "achieved_gflops: 3 x forward matmul FLOPs x steps/s; "
+            "matmul_gflops: a plain TF matmul of the FFN's shape "
+            "[batch*length, d_model] x [d_model, d_ff], same run.\n\n")
     f.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
     for r in rows:
       f.write("| " + " | ".join(str(r[c]) for c in cols) + " |\n")
@@ -268,7 +298,8 @@ def write(rows, info, out):
   ax.set_yscale("log")
   ax.set_xlabel("input length")
   ax.set_ylabel("training steps/s")
-  ax.set_title("speed vs length (%s, %s)" % (info["commit"], info["machine"][:40]),
+  ax.set_title("speed vs length (%s, %s)" % (
+      "+".join(st["commit"] for st in stamps), stamps[-1]["machine"][:40]),
                fontsize=8)
   ax.legend(fontsize=7, ncol=2)
   fig.tight_layout()

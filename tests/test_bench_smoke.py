@@ -30,6 +30,14 @@ def test_speed_smoke(tmp_path):
   assert float(rows["R"]["flop_predicted_ratio"]) > 1.0  # R drops Q, K, QK^T
   assert int(rows["R"]["params"]) != int(rows["vanilla"]["params"])
   assert (tmp_path / "speed.png").exists() and (tmp_path / "speed.md").exists()
+  # a longer length measured later joins the table; the first run's rows stay
+  run(os.path.join(BENCH, "speed.py"), "--lengths", "32", "--variants",
+      "vanilla", "--reps", "1", "--steps", "1", "--out", str(tmp_path),
+      "--append")
+  with open(tmp_path / "speed.csv") as f:
+    kept = [(r["length"], r["variant"]) for r in csv.DictReader(f)]
+  assert kept == [("16", "vanilla"), ("16", "R"), ("32", "vanilla")]
+  assert open(tmp_path / "speed.md").read().count("Lengths ") == 2
 
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason="no ../shared/data")
