@@ -201,14 +201,9 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     wv = sctx.variable("v", [model_dim, heads, kv], model_dim.size ** -0.5)
     v = remember(mtf.einsum([m, wv], reduced_dims=[model_dim]))
 
-    parts = []
-    for s in self.synthesizers:
-      with tf.variable_scope(s.name):
-        parts.append(s.logits(sctx))
-    if len(parts) == 1:
-      logits = parts[0]
-    else:
-      comp = mtf.Dimension(COMPONENTS_DIM, len(parts))
+    scales = [None]
+    if len(self.synthesizers) > 1:
+      comp = mtf.Dimension(COMPONENTS_DIM, len(self.synthesizers))
       # Equal logits start the mixture uniform. Ones, not zeros: Adafactor
       # (T5's optimizer) scales updates by max(RMS(param), 1e-3), so a zero
       # start would move alpha ~1000x slower than the other weights.
@@ -216,8 +211,12 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
           context.mesh, "alpha", mtf.Shape([heads, comp]),
           initializer=tf.ones_initializer(), dtype=context.variable_dtype)
       alpha = mtf.softmax(alpha, comp)  # sum over functions = 1, per head
-      logits = mtf.add_n([mtf.gather(alpha, i, comp) * p
-                          for i, p in enumerate(parts)])
+      scales = [mtf.gather(alpha, i, comp) for i in range(comp.size)]
+    parts = []
+    for s, scale in zip(self.synthesizers, scales):
+      with tf.variable_scope(s.name):
+        parts.append(s.logits(sctx, scale))  # alpha_i * S_i(X)
+    logits = parts[0] if len(parts) == 1 else mtf.add_n(parts)
 
     if incremental:
       memory_position = mtf.range(context.mesh, memory_length, tf.int32)

@@ -11,6 +11,8 @@ import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import transformer_layers
 import tensorflow.compat.v1 as tf
 
+from synth_mtf import synthesizers
+
 
 @gin.configurable
 class LinformerAttention(transformer_layers.SelfAttention):
@@ -62,10 +64,7 @@ class LinformerAttention(transformer_layers.SelfAttention):
     m = mtf.replace_dimensions(x, length, memory_length)
 
     def var(name, dims, std):
-      return mtf.get_variable(
-          context.mesh, name, mtf.Shape(dims),
-          initializer=tf.random_normal_initializer(stddev=std),
-          dtype=context.variable_dtype)
+      return synthesizers.get_variable(context, name, dims, std, heads, kv)
 
     q = mtf.einsum([x, var("q", [d, heads, kv], (d.size * kv.size) ** -0.5)],
                    reduced_dims=[d])

@@ -21,7 +21,8 @@ BATCH, LENGTH, D_MODEL = "batch", "length", "d_model"
 def fake_model(d_model, autoregressive=False):
   return types.SimpleNamespace(
       model_dim=mtf.Dimension(D_MODEL, d_model), ensemble_dims=[],
-      ensemble_dim=None, fully_autoregressive=autoregressive)
+      ensemble_dim=None, fully_autoregressive=autoregressive, layout=None,
+      mesh_shape=None)
 
 
 def make_mesh_impl(mesh_shape="", layout="", num_devices=1):
@@ -30,14 +31,33 @@ def make_mesh_impl(mesh_shape="", layout="", num_devices=1):
       shape, mtf.convert_to_layout_rules(layout), [""] * max(1, shape.size))
 
 
+# Variables stored with one (heads * d_kv) dim, as mtf's attention stores them:
+# name -> the axis to expand to (heads, d_kv) for the NumPy references.
+COMBINED_AXIS = {"q": 1, "k": 1, "v": 1, "W1": 1, "o": 0, "W2": 0, "WA": 0,
+                 "WB": 0}
+
+
+def expand_heads(values, heads, kv):
+  out = {}
+  for name, val in values.items():
+    axis = COMBINED_AXIS.get(name.rsplit("/", 1)[-1])
+    if axis is not None and val.ndim == 2 and val.shape[axis] == heads * kv:
+      val = val.reshape(val.shape[:axis] + (heads, kv) + val.shape[axis + 1:])
+    out[name] = val
+  return out
+
+
 def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
               mesh_shape="", layout="", grads=False, seed=1,
-              activation_dtype=tf.float32, var_values=None):
+              activation_dtype=tf.float32, var_values=None,
+              optimizer_slots=False):
   """Full (non-incremental) call of `layer` on x [batch, length, d_model].
 
   Returns dict(y=..., vars={name: value}, grads={name: d sum(y*w)/d var}).
   var_values: optional {name: array} assigned before running (to share weights
   between runs on different meshes).
+  optimizer_slots: also build T5's Adafactor update (needs grads) and return
+  out["slots"] = {slot variable name: shape}.
   """
   x = np.asarray(x, np.float32)
   b, n, d = x.shape
@@ -79,6 +99,10 @@ def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
       loss = mtf.reduce_sum(y * w)
       gs = mtf.gradients([loss], [v.outputs[0] for v in var_list])
       outputs += gs
+      if optimizer_slots:
+        mtf.optimize.AdafactorOptimizer().apply_grads(gs, var_list)
+    slots = {v.name: v.shape.to_integer_list for v in mtf_graph.all_variables
+             if "_slot_" in v.name}
     mesh_impl = make_mesh_impl(mesh_shape, layout)
     lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
     tf_out = [lowering.export_to_tf_tensor(t) for t in outputs]
@@ -87,7 +111,8 @@ def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
     for name, val in (var_values or {}).items():
       hits = [k for k in master if k == name or k.endswith("/" + name)]
       assert len(hits) == 1, (name, sorted(master))
-      assigns.append(tf.assign(master[hits[0]], val))
+      var = master[hits[0]]  # stored shape: (heads, d_kv) pairs combined
+      assigns.append(tf.assign(var, np.reshape(val, var.shape.as_list())))
     restore = lowering.copy_masters_to_slices()
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
@@ -96,9 +121,12 @@ def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
       sess.run(restore)
       res = sess.run(tf_out)
       values = sess.run(master)
-  out = {"y": res[0], "vars": values}
+  out = {"y": res[0], "vars": expand_heads(values, layer.num_heads,
+                                           layer.kv_dim.size)}
   if grads:
     out["grads"] = {v.name: g for v, g in zip(var_list, res[1:])}
+  if optimizer_slots:
+    out["slots"] = slots
   return out
 
 

@@ -73,7 +73,7 @@ def test_config_takes_effect(config, size):
         want.add("alpha")
       assert own == want, (layer, sorted(own))
       # heads and d_kv follow the T5 size (%num_heads, %d_kv)
-      assert variables[prefix + "v"][0] == [d_model, heads, d_kv]
+      assert variables[prefix + "v"][0] == [d_model, heads * d_kv]  # combined
   # cross-attention stays standard
   assert any("/EncDecAttention/" in n for n in names)
   fixed = [n for n in names if "fixed_random/R" in n]

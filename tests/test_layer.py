@@ -148,3 +148,31 @@ def test_fully_masked_rows_give_no_nan():
   for kinds in (["random"], ["dense", "dot_product"]):
     out = harness.run_layer(make_layer(kinds), x, sequence_id=seq, causal=True)
     assert np.isfinite(out["y"]).all()
+
+
+def test_adafactor_second_moments_factored_like_stock_attention():
+  """Projections are stored [d_model, heads*d_kv] as mtf's SelfAttention
+  stores them, so T5's Adafactor keeps a factored (row + column) second moment
+  for them, as for the stock layer, not a full one: with d_kv=32 < 128 a
+  [d_model, heads, d_kv] variable would not be factored."""
+  from mesh_tensorflow.transformer import transformer_layers  # pylint: disable=g-import-not-at-top
+  x = np.random.RandomState(0).randn(2, 4, 128).astype(np.float32)
+
+  def slot_kinds(layer):
+    slots = harness.run_layer(layer, x, grads=True,
+                              optimizer_slots=True)["slots"]
+    kinds = {}
+    for name in slots:
+      var, kind = name.rsplit("/", 1)[-1].split("_slot_")
+      kinds.setdefault(var, set()).add(kind)
+    return kinds
+
+  stock = slot_kinds(transformer_layers.SelfAttention(num_heads=4,
+                                                      key_value_size=32))
+  ours = slot_kinds(SynthesizerAttention(
+      synthesizers=["dense", "dot_product"], max_length=4, num_heads=4,
+      key_value_size=32))
+  for var in ("q", "k", "v", "o"):
+    assert stock[var] == {"vr", "vc"}, stock
+    assert ours[var] == {"vr", "vc"}, ours
+  assert ours["W1"] == {"vr", "vc"}, ours  # Dense's d_model -> heads*d_kv
