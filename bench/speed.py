@@ -159,8 +159,9 @@ class Model(object):
                                           PlacementMeshImpl([], [], [""])})
       self.loss = lowering.export_to_tf_tensor(loss)
       self.train_op = tf.group([lowering.lowered_operation(u) for u in updates])
-      self.params = int(sum(np.prod(v.shape.to_integer_list)
-                            for v in mtf_graph.all_variables))
+      self.params = int(sum(np.prod(v.shape.to_integer_list)  # no optimizer
+                            for v in mtf_graph.all_variables   # slots
+                            if "_slot_" not in v.name))
       self.sess = tf.Session(graph=self.graph)
       self.sess.run(tf.global_variables_initializer())
       self.sess.run(lowering.copy_masters_to_slices())
