@@ -116,3 +116,14 @@ def test_parameter_counts_follow_table_1(config):
   layer = SynthesizerAttention(synthesizers=kinds, max_length=n_max,
                                num_heads=h, key_value_size=k)
   assert layer.num_params(d) == want
+
+
+def test_decoder_tables_sized_separately():
+  """README: decoder/SynthesizerAttention.max_length sizes only the decoder's R."""
+  variables = model_graph.build_variables(
+      ["models/t5.1.1.tiny.gin", "models/synthesizer/random.gin"],
+      ["SynthesizerAttention.max_length = 8",
+       "decoder/SynthesizerAttention.max_length = 4"], length=4)
+  shapes = {n.split("/")[0]: s for n, (s, _) in variables.items()
+            if n.endswith("/random/R")}
+  assert shapes == {"encoder": [2, 8, 8], "decoder": [2, 4, 4]}
