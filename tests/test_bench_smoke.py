@@ -53,8 +53,8 @@ def test_quality_smoke(tmp_path):
 
 def test_decode_smoke(tmp_path):
   run(os.path.join(BENCH, "decode.py"), "--context", "16", "--batch", "2",
-      "--vocab", "64", "--variants", "vanilla,R,R+V", "--reps", "1", "--out",
-      str(tmp_path))
+      "--vocab", "64", "--steps", "4", "--variants", "vanilla,R,R+V", "--reps",
+      "1", "--out", str(tmp_path))
   with open(tmp_path / "decode.csv") as f:
     rows = {r["variant"]: r for r in csv.DictReader(f)}
   # keys and values, batch x context x (6 heads x 64) floats each
