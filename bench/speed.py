@@ -292,9 +292,11 @@ def write(rows, stamps, out):
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(7, 4))
-  for v in sorted({r["variant"] for r in rows}):
+  names = sorted({r["variant"] for r in rows})
+  for i, v in enumerate(names):  # 11 variants: tab10 would repeat a colour
     pts = [(r["length"], r["steps_per_sec"]) for r in rows if r["variant"] == v]
-    ax.plot(*zip(*sorted(pts)), marker="o", label=v)
+    ax.plot(*zip(*sorted(pts)), marker="os^"[i % 3], label=v,
+            color=plt.cm.tab20(i / max(1, len(names) - 1)))
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
   ax.set_xlabel("input length")
