@@ -68,8 +68,8 @@ def datasets(kind, data):
   ag = os.path.join(data, "ag_news", "test.csv")
   sst = os.path.join(data, "sst2")
   common = ["MIXTURE_NAME = 'synth_mtf_local_classification'",
-            "utils.run.sequence_length = {'inputs': 128, 'targets': 8}",
-            "Bitransformer.decode.max_decode_length = 8",
+            "utils.run.sequence_length = {'inputs': 128, 'targets': 16}",
+            "Bitransformer.decode.max_decode_length = 16",
             "mesh_train_dataset_fn.pack = False"]
   return {
       "ag_news": (common + [
@@ -94,13 +94,15 @@ def datasets(kind, data):
   }
 
 
-def run(kind, data, seeds, steps, out, variants=None):
+def run(kind, data, seeds, steps, out, variants=None, only=None):
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   all_variants = LM_VARIANTS if kind == "lm" else CLS_VARIANTS
   variants = {v: all_variants[v] for v in (variants or all_variants)}
   rows = []
   for name, (bindings, eval_files, eval_bindings, metric, _) in sorted(
       datasets(kind, data).items()):
+    if only and name not in only:
+      continue
     for path in [b.split(" = ")[1].strip("'") for b in bindings
                  if "_path" in b]:
       if not os.path.exists(path):
@@ -189,6 +191,8 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=600)
   p.add_argument("--variants", default=None,
                  help="comma-separated subset (default: all of the table)")
+  p.add_argument("--datasets", default=None,
+                 help="comma-separated subset (cls: ag_news,sst2)")
   p.add_argument("--out", default=os.path.join(HERE, "results", "quality"))
   p.add_argument("--work_dir", default=os.path.join(HERE, "..", "runs",
                                                     "quality"),
@@ -199,7 +203,8 @@ def main(argv=None):
   os.makedirs(args.out, exist_ok=True)
   rows = run(args.kind, os.path.abspath(args.data), args.seeds, args.steps,
              os.path.join(args.work_dir, args.kind),
-             args.variants.split(",") if args.variants else None)
+             args.variants.split(",") if args.variants else None,
+             args.datasets.split(",") if args.datasets else None)
   summarize(rows, args.kind, args.out, stamp())
 
 

@@ -251,7 +251,30 @@ FEATURES = {"inputs": seqio.Feature(VOCAB, add_eos=True),
             "targets": seqio.Feature(VOCAB, add_eos=True)}
 
 
-def _register(name, reader, keys, metric_fns, split_long=False):
+def labels_fit(dataset, sequence_length=None):
+  """Fail instead of trimming a label: T5 cuts targets to their length (keeping
+  EOS), and a cut label ("Sci/Tec") never matches its class ("Sci/Tech") at
+  evaluation, which silently scores that class as always wrong."""
+  n = (sequence_length or {}).get("targets")
+  if n is None:
+    return dataset
+
+  def check(ex):
+    fits = tf.debugging.assert_less(
+        tf.size(ex["targets"]), n, message=(
+            "local_classification: a label with its EOS is longer than "
+            "utils.run.sequence_length['targets']=%d and would be cut, so it "
+            "could never match its class. Raise the targets length (and "
+            "Bitransformer.decode.max_decode_length) to the longest label in "
+            "bytes + 1, or use shorter label texts." % n))
+    with tf.control_dependencies([fits]):
+      return dict(ex, targets=tf.identity(ex["targets"]))
+
+  return dataset.map(check)
+
+
+def _register(name, reader, keys, metric_fns, split_long=False,
+              checks=()):
   """A seqio task reading `reader(split)` (a gin-configured function, so its
   bindings are read when the data is, after the CLI has parsed gin)."""
   if name in seqio.TaskRegistry.names():
@@ -267,14 +290,14 @@ def _register(name, reader, keys, metric_fns, split_long=False):
   seqio.TaskRegistry.add(
       name,
       source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS),
-      preprocessors=([seqio.preprocessors.tokenize] + split +
+      preprocessors=([seqio.preprocessors.tokenize] + split + list(checks) +
                      [seqio.preprocessors.append_eos_after_trim]),
       output_features={k: FEATURES[k] for k in keys},
       metric_fns=metric_fns)
 
 
 _register("synth_mtf_local_classification", local_classification,
-          ("inputs", "targets"), [metrics.accuracy])
+          ("inputs", "targets"), [metrics.accuracy], checks=[labels_fit])
 _register("synth_mtf_personachat", local_dialogue, ("inputs", "targets"),
           [metrics.bleu, metrics.rouge])
 _register("synth_mtf_local_lm", local_lm, ("targets",), [], split_long=True)

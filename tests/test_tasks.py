@@ -103,7 +103,7 @@ def test_local_sst2_tsv():
   # and through seqio, as the CLI reads it
   task = seqio.get_mixture_or_task("synth_mtf_local_classification")
   ex = next(iter(tfds.as_numpy(task.get_dataset(
-      {"inputs": 256, "targets": 8}, split="validation", shuffle=False))))
+      {"inputs": 256, "targets": 9}, split="validation", shuffle=False))))
   assert ex["targets_pretokenized"] in (b"negative", b"positive")
 
 
@@ -209,3 +209,21 @@ def test_lm_bad_encoding_and_csv_quote(tmp_path):
   with pytest.raises(local_files.MalformedFileError,
                      match=r"q\.csv:2: unterminated quoted field"):
     local_files.local_classification("train")
+
+
+def test_label_longer_than_targets_fails_instead_of_being_cut(tmp_path):
+  """'Sci/Tech' + EOS is 9 byte tokens: with targets length 8 T5 would train on
+  'Sci/Tec', which never matches the class at evaluation."""
+  path = tmp_path / "news.tsv"
+  path.write_text("Sci/Tech\tchips are fast\nWorld\tpeace talks\n")
+  with gin.unlock_config():
+    gin.parse_config(["local_classification.train_path = %r" % str(path)])
+  task = seqio.get_mixture_or_task("synth_mtf_local_classification")
+  fits = list(tfds.as_numpy(task.get_dataset(
+      {"inputs": 32, "targets": 9}, split="train", shuffle=False)))
+  assert [len(f["targets"]) for f in fits] == [9, 6]  # whole labels + EOS
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"sequence_length\[.{1,3}targets.{1,3}\]=8 and would be cut"):
+    list(tfds.as_numpy(task.get_dataset({"inputs": 32, "targets": 8},
+                                        split="train", shuffle=False)))
