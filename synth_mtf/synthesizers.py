@@ -138,13 +138,18 @@ class GlobalSynthesizer(SynthesizingFunction):
     """T[:, :rows, :cols] as [heads, max_length(rows), max_memory_length(cols)]."""
     raise NotImplementedError
 
+  def row(self, sctx, position, cols):
+    """T[:, position, :cols] as [position's dims..., heads, max_memory_length].
+
+    What one decoding step reads: computing only this row, not the table,
+    saves a pass over h x N x N per layer and step."""
+    raise NotImplementedError
+
   def logits(self, sctx, scale=None):
     m_len = sctx.memory_length_dim
     if sctx.incremental:
-      t = self.table(sctx, sctx.max_length, m_len.size)
+      t = self.row(sctx, sctx.decode_position, m_len.size)
       t = mtf.rename_dimension(t, MAX_MEMORY_LENGTH_DIM, m_len.name)
-      t = mtf.gather(t, sctx.decode_position,
-                     t.shape.get_dim_by_name(MAX_LENGTH_DIM))
       return t if scale is None else t * scale
     length = sctx.length_dim
     t = self.table(sctx, length.size, m_len.size)
@@ -211,10 +216,17 @@ class Random(GlobalSynthesizer):
   def name(self):
     return "random" if self.trainable else "fixed_random"
 
+  def _r(self, sctx):
+    return sctx.variable("R", [sctx.heads_dim] + list(_max_dims(sctx.max_length)),
+                         self.stddev, trainable=self.trainable)
+
   def table(self, sctx, rows, cols):
-    r = sctx.variable("R", [sctx.heads_dim] + list(_max_dims(sctx.max_length)),
-                      self.stddev, trainable=self.trainable)
-    r = mtf.slice(r, 0, rows, MAX_LENGTH_DIM)
+    r = mtf.slice(self._r(sctx), 0, rows, MAX_LENGTH_DIM)
+    return mtf.slice(r, 0, cols, MAX_MEMORY_LENGTH_DIM)
+
+  def row(self, sctx, position, cols):
+    r = self._r(sctx)
+    r = mtf.gather(r, position, r.shape.get_dim_by_name(MAX_LENGTH_DIM))
     return mtf.slice(r, 0, cols, MAX_MEMORY_LENGTH_DIM)
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
@@ -244,15 +256,24 @@ class FactorizedRandom(GlobalSynthesizer):
       raise ValueError("FactorizedRandom.k must be >= 1, got %r" % (k,))
     self.k = k
 
-  def table(self, sctx, rows, cols):
+  def _factors(self, sctx, cols):
+    """R1 [heads, N, k] and R2[:, :cols] [heads, max_memory_length, k]."""
     n_q, n_m = _max_dims(sctx.max_length)
     k_dim = mtf.Dimension("synth_k", self.k)
     # std k^-1/4 each, so that R1 R2^T has unit variance like Random's R.
     std = self.k ** -0.25
     r1 = sctx.variable("R1", [sctx.heads_dim, n_q, k_dim], std)
     r2 = sctx.variable("R2", [sctx.heads_dim, n_m, k_dim], std)
+    return r1, mtf.slice(r2, 0, cols, MAX_MEMORY_LENGTH_DIM), k_dim
+
+  def table(self, sctx, rows, cols):
+    r1, r2, k_dim = self._factors(sctx, cols)
     r1 = mtf.slice(r1, 0, rows, MAX_LENGTH_DIM)
-    r2 = mtf.slice(r2, 0, cols, MAX_MEMORY_LENGTH_DIM)
+    return mtf.einsum([r1, r2], reduced_dims=[k_dim])
+
+  def row(self, sctx, position, cols):
+    r1, r2, k_dim = self._factors(sctx, cols)
+    r1 = mtf.gather(r1, position, r1.shape.get_dim_by_name(MAX_LENGTH_DIM))
     return mtf.einsum([r1, r2], reduced_dims=[k_dim])
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
