@@ -162,6 +162,29 @@ class GlobalSynthesizer(SynthesizingFunction):
     return _gather_table(t, sctx)
 
 
+def _take_row(t, position):
+  """t at `position` along max_length: [position's dims..., t's other dims].
+
+  A real gather: mtf.gather is a one-hot einsum, i.e. a pass over the whole
+  table per decoding step (measured: Syn(R) decoded 1.33x vanilla with it, FR
+  1.71x)."""
+  dim = t.shape.get_dim_by_name(MAX_LENGTH_DIM)
+  axis = t.shape.dims.index(dim)
+  rest = t.shape.dims[:axis] + t.shape.dims[axis + 1:]
+
+  def fn(table, pos):
+    out = tf.gather(table, pos, axis=axis)  # [rest before, pos dims, rest after]
+    n = pos.shape.ndims
+    return tf.transpose(out, list(range(axis, axis + n)) + list(range(axis)) +
+                        list(range(axis + n, out.shape.ndims)))
+
+  return mtf.slicewise(fn, [t, position],
+                       output_shape=mtf.Shape(position.shape.dims + rest),
+                       output_dtype=t.dtype,
+                       splittable_dims=position.shape.dims + rest,
+                       name="take_synthetic_row")
+
+
 def _all_default(*positions):
   """True when every row's positions are 0..n-1: an unpacked batch.
 
@@ -225,9 +248,8 @@ class Random(GlobalSynthesizer):
     return mtf.slice(r, 0, cols, MAX_MEMORY_LENGTH_DIM)
 
   def row(self, sctx, position, cols):
-    r = self._r(sctx)
-    r = mtf.gather(r, position, r.shape.get_dim_by_name(MAX_LENGTH_DIM))
-    return mtf.slice(r, 0, cols, MAX_MEMORY_LENGTH_DIM)
+    return mtf.slice(_take_row(self._r(sctx), position), 0, cols,
+                     MAX_MEMORY_LENGTH_DIM)
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
     return num_heads * max_length * max_length
@@ -273,8 +295,7 @@ class FactorizedRandom(GlobalSynthesizer):
 
   def row(self, sctx, position, cols):
     r1, r2, k_dim = self._factors(sctx, cols)
-    r1 = mtf.gather(r1, position, r1.shape.get_dim_by_name(MAX_LENGTH_DIM))
-    return mtf.einsum([r1, r2], reduced_dims=[k_dim])
+    return mtf.einsum([_take_row(r1, position), r2], reduced_dims=[k_dim])
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
     return num_heads * 2 * max_length * self.k

@@ -138,11 +138,13 @@ def var(out, suffix):
 
 
 def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
-                           activation_dtype=tf.float32):
+                           activation_dtype=tf.float32, batch_positions=False,
+                           mesh_shape="", layout=""):
   """Logits of a 1-block decoder-only LM: teacher-forced full pass and an
   incremental decode (the state handling of Unitransformer.sample_autoregressive,
   unrolled in Python), on the same weights. Returns (full, incremental), each
-  [batch, length, vocab]."""
+  [batch, length, vocab]. batch_positions: the decode position is a [batch]
+  tensor, as sample_autoregressive makes it (else a scalar)."""
   from mesh_tensorflow.transformer import transformer_layers  # pylint: disable=g-import-not-at-top
   tokens = np.asarray(tokens, np.int32)
   b, n = tokens.shape
@@ -189,6 +191,8 @@ def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
     steps = []
     for t in range(n):
       position = mtf.constant(mesh, t, dtype=tf.int32)
+      if batch_positions:
+        position = mtf.broadcast(position, [batch_dim])
       step_in = mtf.gather(inputs, t, length_dim)
       ctx = transformer.Context(
           model=model, mesh=mesh, batch_dims=[batch_dim],
@@ -201,7 +205,8 @@ def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
       states = ctx.new_states
     outs = [mtf.cast(full, tf.float32)] + [mtf.cast(s, tf.float32)
                                            for s in steps]
-    lowering = mtf.Lowering(mtf_graph, {mesh: make_mesh_impl()})
+    lowering = mtf.Lowering(mtf_graph,
+                            {mesh: make_mesh_impl(mesh_shape, layout)})
     tf_out = [lowering.export_to_tf_tensor(t) for t in outs]
     state_sizes = [int(np.prod(s.shape.to_integer_list)) for s in first.new_states]
     with tf.Session() as sess:

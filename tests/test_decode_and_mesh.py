@@ -24,6 +24,21 @@ def test_incremental_decode_equals_full_pass(kinds):
   assert all(s == 2 * 2 * 8 * 4 for s in states)  # batch*heads*length*d_kv
 
 
+@pytest.mark.parametrize("mesh", ["", "b:2,m:2"])
+@pytest.mark.parametrize("kinds", [["random"], ["factorized_random"],
+                                   ["random", "dot_product"]], ids="+".join)
+def test_incremental_decode_per_example_positions(kinds, mesh):
+  """What sample_autoregressive does: a [batch] decode position; on one device
+  and with batch and heads split 2 ways (Random's row is taken per processor)."""
+  tokens = np.random.RandomState(1).randint(1, 11, size=(2, 8))
+  full, inc, _ = harness.lm_full_vs_incremental(
+      lambda: SynthesizerAttention(synthesizers=kinds, max_length=8,
+                                   num_heads=2, key_value_size=4), tokens,
+      batch_positions=True, mesh_shape=mesh,
+      layout="batch:b,heads:m" if mesh else "")
+  np.testing.assert_allclose(inc, full, atol=2e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kinds", [["random"], ["factorized_random"], ["dense"],
                                    ["factorized_dense"],
                                    ["random", "dense", "dot_product"]],
