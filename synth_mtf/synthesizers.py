@@ -166,8 +166,8 @@ def _take_row(t, position):
   """t at `position` along max_length: [position's dims..., t's other dims].
 
   A real gather: mtf.gather is a one-hot einsum, i.e. a pass over the whole
-  table per decoding step (measured: Syn(R) decoded 1.33x vanilla with it, FR
-  1.71x)."""
+  table per decoding step (measured, context 512: Syn(R) decoded at 1.33x
+  vanilla's tokens/s with mtf.gather, 1.74x with this)."""
   dim = t.shape.get_dim_by_name(MAX_LENGTH_DIM)
   axis = t.shape.dims.index(dim)
   rest = t.shape.dims[:axis] + t.shape.dims[axis + 1:]
