@@ -1,7 +1,7 @@
 """Quality at small scale on real text, every variant trained the same way.
 
-  python bench/quality.py lm  [--data ../shared/data] [--seeds 1 2] [--steps 600]
-  python bench/quality.py cls [--data ../shared/data] [--seeds 1 2] [--steps 600]
+  python bench/quality.py lm  [--data ../shared/data] [--seeds 1 2] [--steps 300]
+  python bench/quality.py cls [--data ../shared/data] [--seeds 1 2] [--steps 300]
 
 lm:  WikiText-2 language modelling, decoder-only, byte level: train on the test
      split, report validation perplexity per byte (Table 2's rows: Transformer,
@@ -188,7 +188,7 @@ def main(argv=None):
   p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared",
                                                 "data"))
   p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-  p.add_argument("--steps", type=int, default=600)
+  p.add_argument("--steps", type=int, default=300)
   p.add_argument("--variants", default=None,
                  help="comma-separated subset (default: all of the table)")
   p.add_argument("--datasets", default=None,
