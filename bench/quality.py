@@ -1,20 +1,28 @@
-"""Quality at small scale on real text, every variant trained the same way.
+"""Quality at small scale on real text: learning curves, every variant trained
+the same way.
 
-  python bench/quality.py lm  [--data ../shared/data] [--seeds 1 2] [--steps 300]
-  python bench/quality.py cls [--data ../shared/data] [--seeds 1 2] [--steps 300]
+  python bench/quality.py lm  [--data ../shared/data] [--steps 3000]
+  python bench/quality.py cls [--data ../shared/data] [--steps 2000]
 
 lm:  WikiText-2 language modelling, decoder-only, byte level: train on the test
-     split, report validation perplexity per byte (Table 2's rows: Transformer,
-     R, Fix, FR, D, FD, R+D, R+V, D+V).
+     split, validation perplexity per byte (Table 2's rows: Transformer, R, Fix,
+     FR, D, FD, R+D, R+V, D+V).
 cls: encoding-only classification (Table 7's rows: Transformer, Linformer, R,
-     FR, FR+V, D, in the encoder), AG News (first 6,600 rows train, last 1,000
-     eval) and SST-2 (train / dev), accuracy.
+     FR, FR+V, D, in the encoder), SST-2 (train / dev) and AG News (first 6,600
+     rows train, last 1,000 eval), accuracy.
+Both add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
+rows in its modes, at our model's heads and key size.
 
-Each (variant, seed) is one run of the stock CLI through the sweep runner, with
-a seeded input function (seeded init and data, as reproducible.gin, but on all
-CPU threads): same model size, steps and learning rate for all. Finished runs are skipped, so an interrupted benchmark resumes.
-Writes CSV, Markdown (mean and spread over seeds) and a plot, stamped with the
-command, commit and machine.
+Every run is evaluated at every --eval_every steps (a learning curve), with
+T5's dropout_rate 0.1 for all variants (the training sets are small: the runs
+overfit without it). Seeds: 3 for the Transformer, R, FR, D, R+V and D+V, 2 for
+the rest (--seeds overrides). Each (variant, seed) is one run of the stock CLI
+through the sweep runner, with a seeded input function (seeded init and data);
+finished runs are skipped, so an interrupted benchmark resumes, and the tables
+are rewritten after every run. Writes, stamped with command, commit and
+machine: <kind>.csv (one row per dataset, variant, seed, step), <kind>.md
+(final and best step, mean and spread, ranking by step) and <kind>.png (metric
+vs step, seed spread as a band).
 """
 
 import argparse
@@ -28,33 +36,55 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-LM_VARIANTS = {
-    "Transformer": "models/baselines/transformer.gin",
-    "R": "models/synthesizer/random.gin",
-    "Fix": "models/synthesizer/fixed_random.gin",
-    "FR": "models/synthesizer/factorized_random.gin",
-    "D": "models/synthesizer/dense.gin",
-    "FD": "models/synthesizer/factorized_dense.gin",
-    "R+D": "models/synthesizer/random_plus_dense.gin",
-    "R+V": "models/synthesizer/random_plus_vanilla.gin",
-    "D+V": "models/synthesizer/dense_plus_vanilla.gin",
-}
-CLS_VARIANTS = {
-    "Transformer": "models/encoder_only/transformer.gin",
-    "Linformer": "models/encoder_only/linformer.gin",
-    "R": "models/encoder_only/random.gin",
-    "FR": "models/encoder_only/factorized_random.gin",
-    "FR+V": "models/encoder_only/factorized_random_plus_vanilla.gin",
-    "D": "models/encoder_only/dense.gin",
-}
+THREE_SEEDS = {"Transformer", "R", "FR", "D", "R+V", "D+V"}
+STOCK_MODES = ["random", "factorized", "dense_minus", "random_plus_alpha",
+               "dense_plus_alpha"]
+UNPACKED = "mesh_train_dataset_fn.pack = False"
 
+
+def _stock(gin_file, extra=()):
+  return {"stock_%s%s" % (m, "/unpacked" if extra else ""): (
+      gin_file, ["transformer_layers.Synthesizer.synthesize_mode = %r" % m]
+      + list(extra)) for m in STOCK_MODES}
+
+
+# name -> (model gin file, extra bindings), in table order
+LM_VARIANTS = {
+    "Transformer": ("models/baselines/transformer.gin", []),
+    "R": ("models/synthesizer/random.gin", []),
+    "Fix": ("models/synthesizer/fixed_random.gin", []),
+    "FR": ("models/synthesizer/factorized_random.gin", []),
+    "D": ("models/synthesizer/dense.gin", []),
+    "FD": ("models/synthesizer/factorized_dense.gin", []),
+    "R+D": ("models/synthesizer/random_plus_dense.gin", []),
+    "R+V": ("models/synthesizer/random_plus_vanilla.gin", []),
+    "D+V": ("models/synthesizer/dense_plus_vanilla.gin", []),
+}
+LM_VARIANTS.update(_stock("models/baselines/stock_synthesizer.gin"))
+# The release indexes its tables by offset in the packed row: its modes again
+# without packing, next to ours without packing for reference.
+LM_VARIANTS.update(_stock("models/baselines/stock_synthesizer.gin", [UNPACKED]))
+LM_VARIANTS.update({
+    "Transformer/unpacked": ("models/baselines/transformer.gin", [UNPACKED]),
+    "R/unpacked": ("models/synthesizer/random.gin", [UNPACKED]),
+})
+CLS_VARIANTS = {  # classification is never packed (see datasets())
+    "Transformer": ("models/encoder_only/transformer.gin", []),
+    "Linformer": ("models/encoder_only/linformer.gin", []),
+    "R": ("models/encoder_only/random.gin", []),
+    "FR": ("models/encoder_only/factorized_random.gin", []),
+    "FR+V": ("models/encoder_only/factorized_random_plus_vanilla.gin", []),
+    "D": ("models/encoder_only/dense.gin", []),
+}
+CLS_VARIANTS.update(_stock("models/encoder_only/stock_synthesizer.gin"))
 
 SEEDED = ["utils.run.train_dataset_fn = "
           "@synth_mtf.reproducible.seeded_train_dataset_fn"]
+METRIC = {"lm": "perplexity", "cls": "accuracy"}
 
 
 def datasets(kind, data):
-  """name -> (bindings, eval gin files, eval bindings, metric, higher better)."""
+  """name -> (bindings, eval gin files, eval bindings, CLI metric)."""
   if kind == "lm":
     wiki = os.path.join(data, "wikitext2")
     return {"wikitext2": ([
@@ -64,14 +94,22 @@ def datasets(kind, data):
         "local_lm.validation_path = %r" % os.path.join(wiki,
                                                        "wiki.valid.tokens"),
     ], ["perplexity_eval.gin"], ["utils.run.perplexity_eval_steps = 50"],
-                          "neg_log_perplexity", False)}
+                          "neg_log_perplexity")}
   ag = os.path.join(data, "ag_news", "test.csv")
   sst = os.path.join(data, "sst2")
   common = ["MIXTURE_NAME = 'synth_mtf_local_classification'",
             "utils.run.sequence_length = {'inputs': 128, 'targets': 16}",
             "Bitransformer.decode.max_decode_length = 16",
-            "mesh_train_dataset_fn.pack = False"]
+            UNPACKED]
   return {
+      "sst2": (common + [
+          "local_classification.train_path = %r" % os.path.join(sst,
+                                                                "train.tsv"),
+          "local_classification.validation_path = %r" % os.path.join(
+              sst, "dev.tsv"),
+          "local_classification.header = True",
+          "local_classification.labels = {'0': 'negative', '1': 'positive'}"],
+               ["eval.gin", "greedy_decode.gin"], [], "accuracy"),
       "ag_news": (common + [
           "local_classification.train_path = %r" % ag,
           "local_classification.validation_path = %r" % ag,
@@ -82,104 +120,196 @@ def datasets(kind, data):
           "local_classification.backslash_is_newline = True",
           "local_classification.train_rows = (0, 6600)",
           "local_classification.validation_rows = (6600, 7600)"],
-                  ["eval.gin", "greedy_decode.gin"], [], "accuracy", True),
-      "sst2": (common + [
-          "local_classification.train_path = %r" % os.path.join(sst,
-                                                                "train.tsv"),
-          "local_classification.validation_path = %r" % os.path.join(
-              sst, "dev.tsv"),
-          "local_classification.header = True",
-          "local_classification.labels = {'0': 'negative', '1': 'positive'}"],
-               ["eval.gin", "greedy_decode.gin"], [], "accuracy", True),
+                  ["eval.gin", "greedy_decode.gin"], [], "accuracy"),
   }
 
 
-def run(kind, data, seeds, steps, out, variants=None, only=None):
+def plan(kind, data, variants, seeds, only):
+  """[(dataset, variant, seed)] in the order they run: every variant's first
+  two seeds before any third seed, ours before the stock rows, so that a
+  partial benchmark already covers the table."""
+  all_variants = LM_VARIANTS if kind == "lm" else CLS_VARIANTS
+  unknown = set(variants or ()) - set(all_variants)
+  if unknown:
+    raise SystemExit("unknown variants %s; choose from %s"
+                     % (sorted(unknown), list(all_variants)))
+  names = list(variants or all_variants)
+  order = list(datasets(kind, data))
+  out = []
+  for dataset in order:
+    if only and dataset not in only:
+      continue
+    for i, v in enumerate(names):
+      for s in seeds or ([1, 2, 3] if v in THREE_SEEDS else [1, 2]):
+        extra = v.startswith("stock_") or v.endswith("/unpacked")
+        out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),
+                    (dataset, v, s)))
+  return [r for _, r in sorted(out)]
+
+
+def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result):
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   all_variants = LM_VARIANTS if kind == "lm" else CLS_VARIANTS
-  variants = {v: all_variants[v] for v in (variants or all_variants)}
-  rows = []
-  for name, (bindings, eval_files, eval_bindings, metric, _) in sorted(
-      datasets(kind, data).items()):
-    if only and name not in only:
-      continue
+  specs = datasets(kind, data)
+  eval_steps = list(range(eval_every, steps + 1, eval_every))
+  if not eval_steps or eval_steps[-1] != steps:
+    raise SystemExit("--steps %d must be a multiple of --eval_every %d"
+                     % (steps, eval_every))
+  for name, (bindings, _, _, _) in specs.items():
     for path in [b.split(" = ")[1].strip("'") for b in bindings
                  if "_path" in b]:
       if not os.path.exists(path):
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
+  rows = []
+  for dataset, variant, seed in runs:
+    bindings, eval_files, eval_bindings, metric = specs[dataset]
+    gin_file, extra = all_variants[variant]
     sweep = sweep_lib.Sweep(
-        variants=variants,
+        variants={variant: gin_file},
         base_gin_files=["experiments/bench_small.gin"],
-        grid={"seeded_train_dataset_fn.seed": list(seeds)},
-        # seeded init and data as reproducible.gin, but on all CPU threads
-        bindings=bindings + SEEDED + ["utils.run.train_steps = %d" % steps,
-                             "utils.run.save_checkpoints_steps = %d" % steps],
+        grid={"seeded_train_dataset_fn.seed": [seed]},
+        bindings=bindings + extra + SEEDED + [
+            "dropout_rate = %s" % dropout,
+            "utils.run.train_steps = %d" % steps,
+            "utils.run.save_checkpoints_steps = %d" % eval_every,
+            # checkpoints are written at the end of a loop (100 steps by
+            # default): make the loops end on every eval step
+            "utils.run.iterations_per_loop = %d" % math.gcd(eval_every, 100),
+            "utils.run.keep_checkpoint_max = None"],
         eval_gin_files=eval_files,
         eval_bindings=["run.dataset_split = 'validation'",
                        "utils.get_variable_dtype.activation_dtype = 'float32'"]
-        + eval_bindings, metric=metric)
-    d = os.path.join(out, name)
+        + eval_bindings, metric=metric, eval_steps=eval_steps)
+    d = os.path.join(work_dir, dataset)
     os.makedirs(d, exist_ok=True)
-    for run_id, variant, gin_file, crossed in sweep.runs():
-      r = sweep_lib.run_one(sweep, run_id, variant, gin_file, crossed, d,
-                            log=lambda m: print(m, flush=True))
-      r["dataset"] = name
-      rows.append(r)
+    (run_id, v, f, crossed), = sweep.runs()
+    r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
+                          log=lambda m: print(m, flush=True))
+    r.update(dataset=dataset, seed=seed)
+    rows.append(r)
+    on_result(rows)
   return rows
 
 
-def summarize(rows, kind, out, info):
-  groups = {}
-  for r in rows:
-    groups.setdefault((r["dataset"], r["variant"]), []).append(r)
-  table = []
-  for (dataset, variant), rs in groups.items():
-    values = [r["value"] for r in rs]
-    if kind == "lm":  # neg log perplexity per byte -> perplexity
-      values = [math.exp(-v) for v in values]
-    table.append({"dataset": dataset, "variant": variant, "seeds": len(rs),
-                  "mean": round(statistics.mean(values), 4),
-                  "min": round(min(values), 4), "max": round(max(values), 4),
-                  "params": rs[0]["parameters"],
-                  "steps_per_sec": round(statistics.median(
-                      r["steps_per_sec"] or 0 for r in rs), 2)})
+def curve_rows(kind, runs):
+  """One row per (dataset, variant, seed, step) in the metric's own units."""
+  out = []
+  for r in runs:
+    for step, value in r["curve"]:
+      if kind == "lm":  # neg log perplexity per byte -> perplexity per byte
+        value = math.exp(-value)
+      elif value <= 1.0 and "accuracy" in r["metric"]:
+        value *= 100.0
+      out.append({"dataset": r["dataset"], "variant": r["variant"],
+                  "seed": r["seed"], "step": step,
+                  METRIC[kind]: round(value, 4)})
+  return out
+
+
+def summarize(kind, runs, out, info, planned):
+  """Write <kind>.csv/.json/.md/.png from the finished runs (called after
+  every run, so a partial benchmark has its tables too)."""
+  metric = METRIC[kind]
+  lower = kind == "lm"
+  rows = curve_rows(kind, runs)
   name = "quality_%s" % kind
   with open(os.path.join(out, name + ".csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, list(table[0]))
+    w = csv.DictWriter(f, ["dataset", "variant", "seed", "step", metric])
     w.writeheader()
-    w.writerows(table)
+    w.writerows(rows)
   with open(os.path.join(out, name + ".json"), "w") as f:
-    json.dump({"stamp": info, "rows": table, "runs": rows}, f, indent=1)
-  what = ("validation perplexity per byte (lower is better)" if kind == "lm"
+    json.dump({"stamp": info, "runs": runs}, f, indent=1)
+  curves = {}  # (dataset, variant) -> {seed: {step: value}}
+  for r in rows:
+    curves.setdefault((r["dataset"], r["variant"]), {}).setdefault(
+        r["seed"], {})[r["step"]] = r[metric]
+  best = min if lower else max
+  what = ("validation perplexity per byte (lower is better)" if lower
           else "validation accuracy, % (higher is better)")
   with open(os.path.join(out, name + ".md"), "w") as f:
-    f.write("# Quality: %s\n\n`%s` at commit %s, %s, on %s.\n\n%s; mean and "
-            "min-max over seeds.\n\n" % (name, info["command"], info["commit"],
-                                         info["date"], info["machine"], what))
-    f.write("| dataset | variant | seeds | mean | min | max | params | "
-            "steps/s |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
-    for t in table:
-      f.write("| %(dataset)s | %(variant)s | %(seeds)d | %(mean)s | %(min)s | "
-              "%(max)s | %(params)s | %(steps_per_sec)s |\n" % t)
+    f.write("# Quality: %s\n\n`%s` at commit %s, %s, on %s.\n\n%s. %d of %d "
+            "runs finished.\n\n" % (name, info["command"], info["commit"],
+                                    info["date"], info["machine"], what,
+                                    len(runs), planned))
+    for ds in sorted({k[0] for k in curves}):
+      f.write("## %s\n\n| variant | seeds | last step | at last step: mean "
+              "(min-max) | best over steps: mean (min-max) | best step "
+              "(per seed) |\n|---|---:|---:|---:|---:|---|\n" % ds)
+      table = []
+      for (d, v), by_seed in curves.items():
+        if d != ds:
+          continue
+        last = [c[max(c)] for c in by_seed.values()]
+        bests = [best(c.values()) for c in by_seed.values()]
+        best_steps = [min(s for s in c if c[s] == best(c.values()))
+                      for c in by_seed.values()]
+        table.append((statistics.mean(last), v, len(by_seed),
+                      max(max(c) for c in by_seed.values()), last, bests,
+                      best_steps))
+      table.sort(reverse=not lower)
+      for mean, v, n, step, last, bests, best_steps in table:
+        f.write("| %s | %d | %d | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %s "
+                "|\n" % (v, n, step, mean, min(last), max(last),
+                         statistics.mean(bests), min(bests), max(bests),
+                         ", ".join(map(str, best_steps))))
+      f.write("\n" + ranking_by_step(curves, ds, lower) + "\n")
+  plot(curves, os.path.join(out, name + ".png"), what)
+  print("wrote %s/%s.{csv,md,json,png}" % (out, name), flush=True)
+
+
+def ranking_by_step(curves, ds, lower):
+  """The order of the variants' seed means at each step, and the step from
+  which it no longer changes (variants with all their seeds at that step)."""
+  steps = sorted({s for (d, _), c in curves.items() if d == ds
+                  for by in c.values() for s in by})
+  lines, orders = [], []
+  for step in steps:
+    means = []
+    for (d, v), by_seed in curves.items():
+      vals = [c[step] for c in by_seed.values() if step in c]
+      if d == ds and vals and len(vals) == len(by_seed):
+        means.append((statistics.mean(vals), v))
+    means.sort(reverse=not lower)
+    orders.append([v for _, v in means])
+    lines.append("| %d | %s |" % (step, " > ".join(
+        "%s %.2f" % (v, m) for m, v in means)))
+  settled = steps[-1] if steps else None
+  for step, order in reversed(list(zip(steps, orders))):
+    if order != orders[-1]:
+      break
+    settled = step
+  return ("Ranking (best first) by step; unchanged from step %s on.\n\n"
+          "| step | ranking |\n|---:|---|\n%s\n" % (settled, "\n".join(lines)))
+
+
+def plot(curves, path, what):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  datasets_ = sorted({t["dataset"] for t in table})
-  fig, axes = plt.subplots(1, len(datasets_), figsize=(5 * len(datasets_), 3.5),
+  dss = sorted({k[0] for k in curves})
+  fig, axes = plt.subplots(1, len(dss), figsize=(7 * len(dss), 5),
                            squeeze=False)
-  for ax, ds in zip(axes[0], datasets_):
-    ts = [t for t in table if t["dataset"] == ds]
-    x = range(len(ts))
-    ax.bar(x, [t["mean"] for t in ts], color="#4C72B0",
-           yerr=[[t["mean"] - t["min"] for t in ts],
-                 [t["max"] - t["mean"] for t in ts]])
-    ax.set_xticks(list(x))
-    ax.set_xticklabels([t["variant"] for t in ts], rotation=45, fontsize=7)
-    ax.set_title("%s: %s" % (ds, what), fontsize=8)
+  cmap = plt.get_cmap("tab20")
+  for ax, ds in zip(axes[0], dss):
+    for i, ((d, v), by_seed) in enumerate(sorted(curves.items())):
+      if d != ds:
+        continue
+      steps = sorted(set.intersection(*(set(c) for c in by_seed.values())))
+      vals = [[c[s] for c in by_seed.values()] for s in steps]
+      style = "--" if v.startswith("stock_") else "-"
+      ax.plot(steps, [statistics.mean(x) for x in vals], style,
+              color=cmap(i % 20), label="%s (%d)" % (v, len(by_seed)), lw=1.2)
+      ax.fill_between(steps, [min(x) for x in vals], [max(x) for x in vals],
+                      color=cmap(i % 20), alpha=0.2)
+    ax.set_xlabel("training step")
+    ax.set_title("%s: %s; band = seed min-max" % (ds, what), fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
+    if "perplexity" in what:
+      ax.set_yscale("log")
   fig.tight_layout()
-  fig.savefig(os.path.join(out, name + ".png"), dpi=90)
-  print("wrote %s/%s.{csv,md,json,png}" % (out, name))
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
 
 
 def main(argv=None):
@@ -187,12 +317,17 @@ def main(argv=None):
   p.add_argument("kind", choices=["lm", "cls"])
   p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared",
                                                 "data"))
-  p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-  p.add_argument("--steps", type=int, default=300)
+  p.add_argument("--seeds", type=int, nargs="+", default=None,
+                 help="the same seeds for every variant (default: 3 for the "
+                 "main rows, 2 for the rest)")
+  p.add_argument("--steps", type=int, default=None,
+                 help="training steps (default: lm 3000, cls 2000)")
+  p.add_argument("--eval_every", type=int, default=250)
+  p.add_argument("--dropout", type=float, default=0.1)
   p.add_argument("--variants", default=None,
                  help="comma-separated subset (default: all of the table)")
   p.add_argument("--datasets", default=None,
-                 help="comma-separated subset (cls: ag_news,sst2)")
+                 help="comma-separated subset (cls: sst2,ag_news)")
   p.add_argument("--out", default=os.path.join(HERE, "results", "quality"))
   p.add_argument("--work_dir", default=os.path.join(HERE, "..", "runs",
                                                     "quality"),
@@ -201,11 +336,15 @@ def main(argv=None):
   import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from speed import stamp  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
-  rows = run(args.kind, os.path.abspath(args.data), args.seeds, args.steps,
-             os.path.join(args.work_dir, args.kind),
-             args.variants.split(",") if args.variants else None,
-             args.datasets.split(",") if args.datasets else None)
-  summarize(rows, args.kind, args.out, stamp())
+  data = os.path.abspath(args.data)
+  runs = plan(args.kind, data,
+              args.variants.split(",") if args.variants else None,
+              args.seeds, args.datasets.split(",") if args.datasets else None)
+  steps = args.steps or {"lm": 3000, "cls": 2000}[args.kind]
+  info = stamp()
+  run(args.kind, data, runs, steps, args.eval_every, args.dropout,
+      os.path.join(args.work_dir, args.kind),
+      lambda rows: summarize(args.kind, rows, args.out, info, len(runs)))
 
 
 if __name__ == "__main__":

@@ -68,17 +68,25 @@ def final_loss(log_text):
   return float(losses[-1][0]) if losses else None
 
 
-def metrics(log_text):
-  """{metric name: (step, value)}, the last report of each."""
-  out = {}
+def _reports(log_text):
+  """(metric name, step, value) of every metric report, in log order."""
   for name, step, value in METRIC_RE.findall(log_text):
-    out[name] = (int(step), float(value))
+    yield name, int(step), float(value)
   for step, pairs in SAVED_DICT_RE.findall(log_text):
     for pair in pairs.split(", "):
       name, _, value = pair.partition(" = ")
       if name in ("neg_log_perplexity", "token_accuracy", "loss"):
-        out[name] = (int(step), float(value))
-  return out
+        yield name, int(step), float(value)
+
+
+def metrics(log_text):
+  """{metric name: (step, value)}, the last report of each."""
+  return {name: (step, value) for name, step, value in _reports(log_text)}
+
+
+def metric_curve(log_text, name):
+  """{step: value} of every report of metric `name` (one per checkpoint)."""
+  return {step: value for n, step, value in _reports(log_text) if n == name}
 
 
 def checkpoint_parameters(model_dir):

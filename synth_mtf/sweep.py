@@ -38,7 +38,7 @@ class Sweep(object):
   def __init__(self, variants=gin.REQUIRED, base_gin_files=(), grid=None,
                bindings=(), eval_gin_files=("eval.gin", "greedy_decode.gin"),
                eval_bindings=("run.dataset_split = 'validation'",),
-               metric=None):
+               metric=None, eval_steps=None):
     if not variants:
       raise ValueError("Sweep.variants is empty: map a short name to a model "
                        "gin file, e.g. {'R': 'models/synthesizer/random.gin'}.")
@@ -53,6 +53,10 @@ class Sweep(object):
     self.eval_gin_files = list(eval_gin_files)
     self.eval_bindings = list(eval_bindings)
     self.metric = metric
+    # Checkpoint steps to evaluate (a learning curve); None: the last only.
+    # The run must keep those checkpoints (save_checkpoints_steps dividing
+    # them, keep_checkpoint_max = None).
+    self.eval_steps = sorted(eval_steps) if eval_steps else None
 
   def runs(self):
     """[(run id, variant, variant gin file, [bindings])] in a fixed order."""
@@ -103,12 +107,22 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
             "steps": _latest_step(run_dir), "metric": None, "value": None}
   if sweep.eval_gin_files:
     log("[sweep] %s: evaluating" % run_id)
+    steps = sweep.eval_steps or [result["steps"]]
+    missing = sorted(set(steps) - set(_checkpoint_steps(run_dir)))
+    if missing:
+      raise runner.CliError(
+          "%s: no checkpoint at steps %s to evaluate (have %s); make "
+          "utils.run.save_checkpoints_steps divide them and set "
+          "utils.run.keep_checkpoint_max = None" % (
+              run_id, missing, _checkpoint_steps(run_dir)))
     runner.run_cli(runner.cli_command(
         run_dir, gin_files + sweep.eval_gin_files,
         bindings + sweep.eval_bindings +
-        ["eval_checkpoint_step = %d" % result["steps"]]),
+        ["eval_checkpoint_step = %r" % (steps if sweep.eval_steps
+                                        else steps[0])]),
                    os.path.join(run_dir, "eval.log"))
-    found = runner.metrics(runner.read_log(os.path.join(run_dir, "eval.log")))
+    eval_log = runner.read_log(os.path.join(run_dir, "eval.log"))
+    found = runner.metrics(eval_log)
     chosen = sorted(n for n in found
                     if sweep.metric is None or sweep.metric in n)
     if not chosen:
@@ -117,13 +131,29 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
                                if sweep.metric else "",
                                os.path.join(run_dir, "eval.log")))
     result["metric"] = chosen[0]
-    result["value"] = found[chosen[0]][1]
+    curve = runner.metric_curve(eval_log, chosen[0])
+    absent = sorted(set(steps) - set(curve))
+    if absent:
+      raise runner.CliError("%s: the evaluation reported %s at steps %s but "
+                            "not at %s; see %s" % (
+                                run_id, chosen[0], sorted(curve), absent,
+                                os.path.join(run_dir, "eval.log")))
+    result["curve"] = [[s, curve[s]] for s in steps]
+    result["value"] = curve[steps[-1]]
   result["seconds"] = round(time.time() - t0, 1)
   tmp = result_path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(result, f, indent=1)
   os.replace(tmp, result_path)  # atomic: a result is complete or absent
   return result
+
+
+def _checkpoint_steps(model_dir):
+  # the files, not the `checkpoint` state file: with keep_checkpoint_max=None
+  # mtf's saver lists only the latest there
+  names = (re.match(r"model\.ckpt-(\d+)\.index$", n)
+           for n in os.listdir(model_dir))
+  return sorted(int(m.group(1)) for m in names if m)
 
 
 def _latest_step(model_dir):
