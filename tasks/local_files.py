@@ -13,13 +13,15 @@ Point them at files with --gin_param bindings, e.g. SST-2 from GLUE:
   --gin_param="local_classification.labels = {'0': 'negative', '1': 'positive'}"
 
 Both use a byte vocabulary, which needs no download. A malformed row (wrong column
-count, unknown label, empty text, bytes that are not valid in the encoding) raises
-an error naming the file and line, unless local_*.skip_malformed = True, in which
-case the rows are skipped and their count is logged.
+count, unknown label, empty text, bytes that are not valid in the encoding, a
+label longer than the targets length) raises an error naming the file and line,
+unless local_*.skip_malformed = True, in which case exactly those rows are
+skipped and their count is logged. CSV is read as Python's csv module reads it.
 """
 
+import codecs
+import collections
 import csv
-import io
 import os
 
 from absl import logging
@@ -49,14 +51,36 @@ def _check_path(path, binding):
     raise MalformedFileError("%s = %r: the file is empty." % (binding, path))
 
 
-def _decoded_lines(path, encoding):
-  """(line number, text) of each line; undecodable lines give (n, None, error)."""
+def _split_path(name, split, train_path, validation_path):
+  """The split's file. Training checks the validation file too, so a wrong
+  path fails now rather than at evaluation, after training."""
+  path = {"train": train_path, "validation": validation_path}.get(split)
+  _check_path(path, "%s.%s_path" % (name, split))
+  if split == "train" and validation_path:
+    _check_path(validation_path, "%s.validation_path" % name)
+  return path
+
+
+def _decoded_lines(path, encoding, name):
+  """(line number, text, error) of each line; an undecodable line has an error
+  and its text decoded with replacement characters."""
+  try:
+    codecs.lookup(encoding)
+  except LookupError:
+    raise MalformedFileError(
+        "%s.encoding = %r: unknown encoding. Bind it to a Python codec name, "
+        "e.g. 'utf-8' or 'latin-1'." % (name, encoding)) from None
   with open(path, "rb") as f:
     for n, raw in enumerate(f, start=1):
       try:
-        yield n, raw.decode(encoding), None
+        text = raw.decode(encoding)
       except UnicodeDecodeError as e:
-        yield n, None, "not valid %s (%s)" % (encoding, e.reason)
+        yield n, raw.decode(encoding, "replace"), (
+            "not valid %s (%s); if the file has another encoding, bind "
+            "%s.encoding to it, e.g. 'latin-1'" % (encoding, e.reason, name))
+        continue
+      # a byte order mark is not part of the first row's label
+      yield n, text.lstrip("\ufeff") if n == 1 else text, None
 
 
 class _Rows(object):
@@ -64,25 +88,43 @@ class _Rows(object):
 
   def __init__(self, path, binding, skip_malformed):
     self.path, self.binding, self.skip = path, binding, skip_malformed
-    self.examples, self.skipped, self.first_problem = [], 0, None
+    self.examples, self.skipped, self.first_problem = [], [], None
 
-  def bad(self, line, why):
-    msg = "%s:%d: %s" % (self.path, line, why)
+  def bad(self, line, why, last=None):
+    """A malformed row on lines line..last (one CSV row may span several)."""
+    where = "%d" % line if last in (None, line) else "%d-%d" % (line, last)
+    msg = "%s:%s: %s" % (self.path, where, why)
     if not self.skip:
       raise MalformedFileError(
           msg + ". Fix the row, or bind %s.skip_malformed = True to skip such "
           "rows." % self.binding)
-    self.skipped += 1
+    self.skipped.append(where)
     self.first_problem = self.first_problem or msg
 
   def done(self):
     if self.skipped:
-      logging.warning("%s: skipped %d malformed rows of %s (first: %s)",
-                      self.binding, self.skipped, self.path, self.first_problem)
+      shown = ", ".join(self.skipped[:20])
+      logging.warning(
+          "%s: skipped %d malformed rows of %s (lines %s%s; first: %s)",
+          self.binding, len(self.skipped), self.path, shown,
+          ", ..." if len(self.skipped) > 20 else "", self.first_problem)
     if not self.examples:
       raise MalformedFileError("%s: %s has no usable rows." %
                                (self.binding, self.path))
+    logging.info("%s: %d examples from %s", self.binding, len(self.examples),
+                 self.path)
     return self.examples
+
+
+def _bound_targets_length():
+  """utils.run.sequence_length['targets'] where gin binds it to a number, else
+  None (then labels_fit, in the pipeline, is the only check)."""
+  try:
+    lengths = gin.query_parameter("utils.run.sequence_length")
+  except ValueError:  # utils.run not imported, or nothing bound
+    return None
+  n = lengths.get("targets") if isinstance(lengths, dict) else None
+  return n if isinstance(n, int) else None
 
 
 @gin.configurable
@@ -123,11 +165,12 @@ def local_classification(split,
   Returns:
     a list of {"inputs": str, "targets": str}.
   """
-  path = {"train": train_path, "validation": validation_path}.get(split)
+  path = _split_path("local_classification", split, train_path,
+                     validation_path)
   examples = read_table(path, "local_classification", split, file_format,
                         label_column, text_columns, header, labels,
                         backslash_is_newline, task_prefix, encoding,
-                        skip_malformed)
+                        skip_malformed, targets_length=_bound_targets_length())
   rows = {"train": train_rows, "validation": validation_rows}.get(split)
   if rows is None:
     return examples
@@ -141,8 +184,12 @@ def local_classification(split,
 
 def read_table(path, name, split, file_format, label_column, text_columns,
                header, labels, backslash_is_newline, task_prefix, encoding,
-               skip_malformed):
-  """Rows of a TSV/CSV as examples; `name` is the gin configurable (errors)."""
+               skip_malformed, targets_length=None):
+  """Rows of a TSV/CSV as examples; `name` is the gin configurable (errors).
+
+  targets_length: when known, a label that with its EOS does not fit is a
+  malformed row here, before training (labels_fit guards the pipeline too).
+  """
   _check_path(path, "%s.%s_path" % (name, split))
   if isinstance(labels, (list, tuple)):
     labels = {str(i): label for i, label in enumerate(labels)}
@@ -151,64 +198,149 @@ def read_table(path, name, split, file_format, label_column, text_columns,
                              % (name, file_format))
   rows = _Rows(path, name, skip_malformed)
   want = max([label_column] + list(text_columns)) + 1
-  lines = _decoded_lines(path, encoding)
-  if file_format == "csv":
-    lines = _csv_records(lines)
-  for n, fields, error in lines:
+  lines = list(_decoded_lines(path, encoding, name))
+  records = list(_tsv_records(lines) if file_format == "tsv" else
+                 _csv_records(lines))
+  if not records:
+    return rows.done()
+  spans = [(first, last) for first, last, _, _ in records if last > first]
+  if spans:  # legal CSV, but also what an unclosed quote looks like
+    logging.warning(
+        "%s: %d rows of %s span several lines (a quoted field holds a line "
+        "break), the first on lines %d-%d; if that is not meant, an unclosed "
+        "quote there merged rows", name, len(spans), path, *spans[0])
+  # A row with another column count than most has a separator inside a field
+  # (or lacks one): taking its columns by index would cut or shift its text.
+  counts = collections.Counter(len(f) for _, _, f, _ in records if f)
+  usual = counts.most_common(1)[0][0] if counts else None
+  looks_like_header = _check_header(records, header, labels, label_column,
+                                    path, name)
+  if header:
+    records = records[1:]
+  for i, (first, last, fields, error) in enumerate(records):
     if error:
-      rows.bad(n, error)
+      rows.bad(first, error, last)
       continue
-    if file_format == "tsv":
-      fields = fields.rstrip("\r\n").split("\t")
-      if fields == [""]:
-        continue  # blank line
-    if header and n == 1:
+    if i == 0 and looks_like_header:
+      rows.bad(first, looks_like_header)
       continue
     if len(fields) < want:
-      rows.bad(n, "expected at least %d columns, found %d" % (want,
-                                                              len(fields)))
+      rows.bad(first, "expected at least %d columns, found %d" % (want,
+                                                                  len(fields)),
+               last)
+      continue
+    if len(fields) != usual:
+      rows.bad(first, "%d columns where most rows have %d: %s"
+               % (len(fields), usual, _column_hint(file_format,
+                                                   len(fields) > usual)), last)
       continue
     label = fields[label_column].strip()
     if labels is not None:
       if label not in labels:
-        rows.bad(n, "unknown label %r (known: %s)" % (label, sorted(labels)))
+        rows.bad(first, "unknown label %r (known: %s)" % (label,
+                                                          sorted(labels)),
+                 last)
         continue
       label = labels[label]
+    size = len(label.encode("utf-8"))  # ByteVocabulary: one token a byte
+    if targets_length is not None and size + 1 > targets_length:
+      rows.bad(first, "the label %r is %d bytes, %d with its EOS, more than "
+               "utils.run.sequence_length['targets'] = %d: it would be cut and "
+               "never match its class. Bind the targets length (and "
+               "Bitransformer.decode.max_decode_length) to at least %d, or "
+               "%s.labels to shorter label texts" % (
+                   label, size, size + 1, targets_length, size + 1, name), last)
+      continue
     text = " ".join(fields[i].strip() for i in text_columns).strip()
     if backslash_is_newline:
       text = " ".join(text.replace("\\", " ").split())
     if not text:
-      rows.bad(n, "empty text")
+      rows.bad(first, "empty text", last)
       continue
     rows.examples.append({"inputs": "%s: %s" % (task_prefix, text),
                           "targets": label})
   return rows.done()
 
 
-def _csv_records(lines):
-  """Parse decoded lines as CSV records, keeping the starting line number."""
-  buf, start = [], None
+def _column_hint(file_format, more):
+  if file_format == "tsv":
+    return ("a tab inside the text? Replace it by a space" if more else
+            "a missing tab?")
+  return ("a comma inside an unquoted field? Quote that field" if more else
+          "a missing comma?")
+
+
+def _check_header(records, header, labels, label_column, path, name):
+  """Catch a header setting that does not fit the file. header = True on a
+  file without one drops an example: raise. header = False on a file with one
+  trains the header as a class: return why its first row is malformed."""
+  values = [f[label_column].strip() if f and len(f) > label_column else None
+            for _, _, f, _ in records]
+  first, rest = values[0], [v for v in values[1:] if v is not None]
+  if first is None or not rest:
+    return None
+  if labels is not None:
+    known, rest_known = set(labels), all(v in labels for v in rest)
+  else:  # the values of the other rows, each seen more than once (classes)
+    counts = collections.Counter(rest)
+    known, rest_known = set(counts), min(counts.values()) > 1
+  if header and first in known:
+    raise MalformedFileError(
+        "%s:%d: %s.header = True skips this row as a header, but it looks like "
+        "an example: its label %r is a known label. Bind %s.header = False."
+        % (path, records[0][0], name, first, name))
+  if not header and first not in known and rest_known:
+    return ("it looks like a header row: its label %r is %s. Bind %s.header = "
+            "True, or, if it is an example, bind %s.labels to all the classes"
+            % (first, "not a known label while every other row's is"
+               if labels is not None else "in no other row while every other "
+               "row's label is in several", name, name))
+  return None
+
+
+def _tsv_records(lines):
+  """(first line, last line, fields, error) of each non-blank line."""
   for n, text, error in lines:
-    if error:
-      yield n, None, error
-      continue
-    if not buf:
-      start = n
-    buf.append(text)
-    joined = "".join(buf)
-    if joined.count('"') % 2:  # a quoted field continues on the next line
-      continue
-    buf = []
-    if not joined.strip():
-      continue
+    fields = text.rstrip("\r\n").split("\t")
+    if fields != [""]:
+      yield n, n, None if error else fields, error
+
+
+def _texts(lines, ended):
+  """The lines' texts; `ended` is set once the reader asks past the last."""
+  for _, text, _ in lines:
+    yield text
+  ended.append(True)
+
+
+def _csv_records(lines):
+  """(first line, last line, fields, error) of each record, as Python's csv
+  module reads it. A quote that never closes would take the rest of the file
+  into one field: its line alone is reported, and reading resumes after it."""
+  start = 0  # index in lines where the current reader began
+  while start < len(lines):
+    ended = []
+    reader = csv.reader(_texts(lines[start:], ended))
+    first = start  # index of the next record's first line
     try:
-      fields = next(csv.reader(io.StringIO(joined)))
+      for fields in reader:
+        end = start + reader.line_num  # one past the record's last line
+        if ended:  # the reader hit the end of the file inside a quoted field
+          yield first + 1, first + 1, None, (
+              "unterminated quoted field: the quote opened on this line "
+              "never closes")
+          start = first + 1
+          break
+        errors = [e for _, _, e in lines[first:end] if e]
+        if fields:  # [] is a blank line
+          yield (first + 1, end, None if errors else fields,
+                 errors[0] if errors else None)
+        first = end
+      else:
+        return
     except csv.Error as e:
-      yield start, None, "bad CSV (%s)" % e
-      continue
-    yield start, fields, None
-  if buf:
-    yield start, None, "unterminated quoted field"
+      yield first + 1, first + 1, None, "bad CSV (%s)" % e
+      start = first + 1
 
 
 @gin.configurable
@@ -220,7 +352,7 @@ def local_dialogue(split, train_path=None, validation_path=None,
   textual form (we suggest "persona: ... | history: ... "); response is the
   next utterance. inputs = "dialogue: <context>", targets = response.
   """
-  path = {"train": train_path, "validation": validation_path}.get(split)
+  path = _split_path("local_dialogue", split, train_path, validation_path)
   return read_table(path, "local_dialogue", split, "tsv", 1, (0,), False, None,
                     False, "dialogue", encoding, skip_malformed)
 
@@ -236,10 +368,9 @@ def local_lm(split,
   Documents longer than the targets length are split into several examples
   (t5's split_tokens_to_targets_length), never truncated.
   """
-  path = {"train": train_path, "validation": validation_path}.get(split)
-  _check_path(path, "local_lm.%s_path" % split)
+  path = _split_path("local_lm", split, train_path, validation_path)
   rows = _Rows(path, "local_lm", skip_malformed)
-  for n, text, error in _decoded_lines(path, encoding):
+  for n, text, error in _decoded_lines(path, encoding, "local_lm"):
     if error:
       rows.bad(n, error)
     elif text.strip():

@@ -227,3 +227,211 @@ def test_label_longer_than_targets_fails_instead_of_being_cut(tmp_path):
                      match=r"sequence_length\[.{1,3}targets.{1,3}\]=8 and would be cut"):
     list(tfds.as_numpy(task.get_dataset({"inputs": 32, "targets": 8},
                                         split="train", shuffle=False)))
+
+
+# ---- issue 14: nothing lost in silence, each error names its fix -------------
+
+NEWS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
+
+
+def news_csv(tmp_path, row3, quoted=True):
+  """200 AG News-like rows (label, title, description); line 3 is row3."""
+  form = '%d,"title %d","about %d"\n' if quoted else "%d,title %d,about %d\n"
+  lines = [form % (i % 4 + 1, i, i) for i in range(200)]
+  lines[2] = row3
+  return write(tmp_path, "news.csv", "".join(lines)), lines
+
+
+def csv_module_examples(lines):
+  """What Python's csv module reads from these lines, as examples."""
+  return [{"inputs": "classify: %s %s" % (r[1].strip(), r[2].strip()),
+           "targets": NEWS[r[0]]} for r in csv.reader(lines)]
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_csv_stray_quote_in_unquoted_field_reads_as_the_csv_module(
+    tmp_path, caplog, skip):
+  path, _ = news_csv(tmp_path, '3,Apple unveils 5" iPod,"It holds 1,000 '
+                     'songs"\n')
+  bind(path, file_format="csv", labels=NEWS, text_columns=(1, 2),
+       skip_malformed=skip)
+  with caplog.at_level(logging.WARNING):
+    got = local_files.local_classification("train")
+  with open(path, encoding="utf-8", newline="") as f:
+    want = csv_module_examples(f)
+  assert len(want) == 200 and got == want
+  assert got[2]["inputs"] == ('classify: Apple unveils 5" iPod It holds 1,000 '
+                              'songs')
+  assert "skipped" not in caplog.text
+
+
+def test_csv_unclosed_quote_costs_its_own_row_only(tmp_path, caplog):
+  """csv would read the rest of the file into the open field: 1 row, not 198."""
+  path, lines = news_csv(tmp_path, '3,"Apple unveils iPod,about 2\n',
+                         quoted=False)
+  bind(path, file_format="csv", labels=NEWS, text_columns=(1, 2))
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"news\.csv:3: unterminated quoted field.*"
+                     r"skip_malformed = True"):
+    local_files.local_classification("train")
+  bind(path, file_format="csv", labels=NEWS, text_columns=(1, 2),
+       skip_malformed=True)
+  with caplog.at_level(logging.WARNING):
+    got = local_files.local_classification("train")
+  assert got == csv_module_examples(lines[:2] + lines[3:])
+  assert len(got) == 199
+  assert "skipped 1 malformed rows" in caplog.text and "(lines 3;" in caplog.text
+
+
+def test_csv_rows_merged_by_a_quote_are_reported(tmp_path, caplog):
+  """An unclosed quote that a later quote closes merges rows 3 and 4: legal
+  CSV (kept, as the csv module reads it), but the log says where."""
+  path, _ = news_csv(tmp_path, '3,"Apple unveils iPod,about 2\n')
+  bind(path, file_format="csv", labels=NEWS, text_columns=(1, 2))
+  with caplog.at_level(logging.WARNING):
+    got = local_files.local_classification("train")
+  with open(path, encoding="utf-8", newline="") as f:
+    assert got == csv_module_examples(f)
+  assert len(got) == 199
+  assert "1 rows of %s span several lines" % path in caplog.text
+  assert "lines 3-4" in caplog.text
+
+
+@pytest.mark.parametrize("file_format,content,problem", [
+    ("tsv", "0\tfine\n1\tgood\tand more\n0\tok\n",
+     r":2: 3 columns where most rows have 2: a tab inside the text"),
+    ("csv", "0,fine\n1,Apple, Inc. rises\n0,ok\n",
+     r":2: 3 columns where most rows have 2: a comma inside an unquoted"),
+])
+def test_extra_column_is_a_malformed_row_not_a_cut_text(
+    tmp_path, caplog, file_format, content, problem):
+  path = write(tmp_path, "t." + file_format, content)
+  bind(path, file_format=file_format)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.%s%s.*skip_malformed = True" % (file_format,
+                                                                problem)):
+    local_files.local_classification("train")
+  bind(path, file_format=file_format, skip_malformed=True)
+  with caplog.at_level(logging.WARNING):
+    got = local_files.local_classification("train")
+  sep = "\t" if file_format == "tsv" else ","
+  rows = [line.split(sep) for line in content.splitlines()]
+  assert len(rows[1]) == 3  # the expectation: that row has an extra column
+  assert got == [{"inputs": "classify: " + t, "targets": ["neg", "pos"][int(l)]}
+                 for l, t in (rows[0], rows[2])]
+  assert "skipped 1 malformed rows" in caplog.text
+
+
+@pytest.mark.parametrize("labels", [["neg", "pos"], None])
+def test_header_true_on_a_file_without_one(tmp_path, labels):
+  path = write(tmp_path, "t.tsv", "0\tfirst\n1\tsecond\n0\tthird\n")
+  bind(path, header=True, labels=labels)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:1: local_classification\.header = True "
+                     r"skips this row as a header, but it looks like an "
+                     r"example: its label '0' is a known label\. Bind "
+                     r"local_classification\.header = False"):
+    local_files.local_classification("train")
+  bind(path, header=False, labels=labels)
+  assert len(local_files.local_classification("train")) == 3
+
+
+@pytest.mark.parametrize("labels,why", [
+    (["neg", "pos"], "not a known label while every other row's is"),
+    (None, "in no other row while every other row's label is in several")])
+def test_header_false_on_a_file_with_one(tmp_path, labels, why):
+  path = write(tmp_path, "t.tsv",
+               "label\tsentence\n0\ta\n1\tb\n0\tc\n1\td\n")
+  bind(path, labels=labels)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:1: it looks like a header row: its label "
+                     r"'label' is %s\. Bind local_classification\.header = "
+                     r"True" % why):
+    local_files.local_classification("train")
+  bind(path, header=True, labels=labels)
+  assert len(local_files.local_classification("train")) == 4
+
+
+def test_byte_order_mark_is_not_part_of_the_first_label(tmp_path):
+  data = "0\tfirst\n1\tsecond\n".encode("utf-8-sig")
+  bind(write(tmp_path, "t.tsv", data))
+  got = local_files.local_classification("train")
+  assert [g["targets"] for g in got] == [
+      ["neg", "pos"][int(line.split("\t")[0])]
+      for line in data.decode("utf-8-sig").splitlines()]
+
+
+def test_free_text_labels_are_not_taken_for_a_header(tmp_path):
+  """Dialogue-like targets: every value unique, nothing looks like a header."""
+  path = write(tmp_path, "t.tsv", "hello\ta\nhi there\tb\nbye\tc\n")
+  bind(path, labels=None)
+  got = local_files.local_classification("train")
+  assert [g["targets"] for g in got] == ["hello", "hi there", "bye"]
+
+
+def test_training_checks_the_validation_path_too(tmp_path):
+  good = write(tmp_path, "t.tsv", "0\tfine\n")
+  typo = str(tmp_path / "dve.tsv")
+  assert not os.path.exists(typo)
+  bind(good, validation_path=typo)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"local_classification\.validation_path = .*"
+                     r"dve\.tsv'?: no such file"):
+    local_files.local_classification("train")
+  with gin.unlock_config():
+    gin.bind_parameter("local_lm.train_path", good)
+    gin.bind_parameter("local_lm.validation_path", typo)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"local_lm\.validation_path = .*no such file"):
+    local_files.local_lm("train")
+
+
+def test_label_longer_than_bound_targets_length_fails_when_read(tmp_path,
+                                                                caplog):
+  """Checked when the file is read, as a row skip_malformed covers."""
+  path = write(tmp_path, "news.tsv",
+               "Sci/Tech\tchips are fast\nWorld\tpeace talks\n")
+  tokens = len(seqio.ByteVocabulary().encode("Sci/Tech")) + 1  # + EOS
+  assert tokens == 9
+  bind(path, labels=None)
+  with gin.unlock_config():
+    gin.parse_config(["utils.run.sequence_length = {'inputs': 32, "
+                      "'targets': %d}" % (tokens - 1)])
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"news\.tsv:1: the label 'Sci/Tech' is 8 bytes, 9 "
+                     r"with its EOS, more than utils\.run\.sequence_length"
+                     r"\['targets'\] = 8.*to at least 9"):
+    local_files.local_classification("train")
+  bind(path, labels=None, skip_malformed=True)
+  with caplog.at_level(logging.WARNING):
+    got = local_files.local_classification("train")
+  assert [g["targets"] for g in got] == ["World"]
+  assert "skipped 1 malformed rows" in caplog.text
+  with gin.unlock_config():
+    gin.parse_config(["utils.run.sequence_length = {'inputs': 32, "
+                      "'targets': %d}" % tokens])
+  assert len(local_files.local_classification("train")) == 2
+
+
+def test_encoding_errors_name_the_encoding_binding(tmp_path):
+  data = b"0\tfine\n1\tcaf\xe9 au lait\n"
+  path = write(tmp_path, "t.tsv", data)
+  bind(path)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:2: not valid utf-8 .*bind "
+                     r"local_classification\.encoding to it, e\.g\. 'latin-1'"):
+    local_files.local_classification("train")
+  bind(path, encoding="latin-1")
+  got = local_files.local_classification("train")
+  assert got[1]["inputs"] == "classify: " + data.decode("latin-1").split(
+      "\t")[-1].strip()
+  bind(path, encoding="utf9")
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"local_classification\.encoding = 'utf9': unknown "
+                     r"encoding"):
+    local_files.local_classification("train")
+  with gin.unlock_config():
+    gin.bind_parameter("local_lm.train_path", path)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:2: not valid utf-8.*local_lm\.encoding"):
+    local_files.local_lm("train")
