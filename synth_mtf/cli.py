@@ -34,8 +34,13 @@ def cmd_params(args):
                for f in sorted(glob.glob(os.path.join(
                    synth_mtf.GIN_DIR, "models", "synthesizer", "*.gin")))]
   for extra in configs:
-    rows, meta = analysis.parameter_table(args.gin_file + extra,
-                                          args.gin_param or ())
+    try:
+      rows, meta = analysis.parameter_table(args.gin_file + extra,
+                                            args.gin_param or ())
+    except (OSError, ValueError) as e:  # a gin file not found, a bad binding
+      raise analysis.AnalysisError(
+          "%s\nFix --gin_file (a path, or a name on the searched paths) or "
+          "--gin_param." % e) from None
     print("\n## %s\n" % " + ".join(args.gin_file + extra))
     print("d = %(d_model)d, h = %(heads)d, d_kv = %(d_kv)d, N = %(max_length)d;"
           " synthesizers %(synthesizers)s\n" % meta)

@@ -395,10 +395,17 @@ class FactorizedDense(LocalSynthesizer):
   name = "factorized_dense"
 
   def __init__(self, a=None, b=None):
+    for name, n in (("a", a), ("b", b)):
+      if n is not None and (isinstance(n, bool) or not isinstance(n, int) or
+                            n < 1):
+        raise ValueError(
+            "FactorizedDense.%s must be a positive integer, or None to derive "
+            "it from SynthesizerAttention.max_length; got %r." % (name, n))
     self.a = a
     self.b = b
 
   def factors(self, max_length):
+    """(a, b); one left unset is max_length // the other."""
     if self.a is None and self.b is None:
       return _default_factors(max_length)
     a = self.a if self.a is not None else max_length // self.b
@@ -407,12 +414,15 @@ class FactorizedDense(LocalSynthesizer):
 
   def validate(self, max_length):
     a, b = self.factors(max_length)
-    if a < 1 or b < 1 or a * b != max_length:
+    if a * b != max_length:
+      derived = ("" if None not in (self.a, self.b) else
+                 ", %s = max_length // %s" % (("b", "a") if self.b is None
+                                              else ("a", "b")))
       raise ValueError(
-          "FactorizedDense needs a*b == max_length, got a=%r, b=%r and "
-          "max_length=%d (a*b=%r). Set FactorizedDense.a and FactorizedDense.b to "
+          "FactorizedDense needs a*b == max_length, got a=%d, b=%d and "
+          "max_length=%d (a*b=%d%s). Set FactorizedDense.a and FactorizedDense.b to "
           "factors of SynthesizerAttention.max_length, or leave both unset."
-          % (self.a, self.b, max_length, (self.a or 0) * (self.b or 0)))
+          % (a, b, max_length, a * b, derived))
 
   def rows(self, sctx, cols, scale):
     a, b = self.factors(sctx.max_length)

@@ -84,6 +84,49 @@ def test_factorized_sizes_from_gin():
           "FactorizedDense.a = 3", "SynthesizerAttention.max_length = 8")
 
 
+@pytest.mark.parametrize("name,value", [("a", 0), ("b", 0), ("a", -4),
+                                        ("b", 2.5)])
+def test_factorized_sizes_must_be_positive_integers(name, value):
+  """a = 0 was a raw ZeroDivisionError when b is derived from it."""
+  with pytest.raises(ValueError, match=r"FactorizedDense\.%s must be a positive "
+                     r"integer.*got %s\." % (name, value)):
+    synthesizers.FactorizedDense(**{name: value})
+
+
+def test_factorized_size_left_unset_is_reported_as_computed():
+  """a = 5 with max_length 32: the layer derives b = 32 // 5 = 6, and says so
+  (not b=None, a*b=0)."""
+  a, n = 5, 32
+  b = n // a
+  with pytest.raises(ValueError, match=r"got a=%d, b=%d and max_length=%d "
+                     r"\(a\*b=%d, b = max_length // a\)" % (a, b, n, a * b)):
+    SynthesizerAttention(synthesizers=[synthesizers.FactorizedDense(a=a)],
+                         max_length=n)
+  with pytest.raises(ValueError, match=r"got a=%d, b=%d .*a = max_length // b"
+                     % (n // 5, 5)):
+    SynthesizerAttention(synthesizers=[synthesizers.FactorizedDense(b=5)],
+                         max_length=n)
+
+
+def test_factorized_zero_size_from_gin():
+  with pytest.raises(ValueError, match=r"FactorizedDense\.a must be a positive "
+                     r"integer"):
+    build("SynthesizerAttention.synthesizers = ['factorized_dense']",
+          "FactorizedDense.a = 0", "SynthesizerAttention.max_length = 8")
+
+
+def test_params_with_a_missing_gin_file_is_an_error_not_a_traceback(capsys):
+  from synth_mtf import cli  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as e:
+    cli.main(["params", "--gin_file", "models/t5.1.1.tiny.gin",
+              "--gin_file", "models/synthesizer/nope.gin"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert "synth-mtf params: error: Unable to open file: " \
+         "models/synthesizer/nope.gin" in err
+  assert "Fix --gin_file" in err and "Traceback" not in err
+
+
 def test_empty_mixture():
   with pytest.raises(ValueError, match="synthesizers is empty"):
     SynthesizerAttention(synthesizers=[])
