@@ -13,15 +13,19 @@ A sweep file (gin) lists the variants and the bindings to cross:
 t5_mesh_transformer process per run, so on a cluster each is one job: see
 --only), skips runs that already have a result (so an interrupted sweep resumes;
 a half-trained run resumes from its checkpoint, as the CLI does), and writes
-DIR/results.csv, DIR/results.md and DIR/results.png.
+DIR/results.csv, DIR/results.md and DIR/results.png. Every run's gin files and
+bindings are parsed before the first run starts; when a run fails, the others
+still run, the tables hold the finished ones, and the exit status is non-zero.
 """
 
 import csv
 import itertools
 import json
+import logging
 import os
 import re
 import time
+import traceback
 
 import gin
 
@@ -201,6 +205,47 @@ def _plot(results, path, title):
   plt.close(fig)
 
 
+def check_runs(sweep, runs):
+  """Parse each run's gin files and bindings (training and evaluation) as the
+  CLI will, so a missing file or a bad binding stops the sweep before its
+  first run instead of when the sweep reaches that run."""
+  from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+  import t5.models.mesh_transformer  # noqa: F401  pylint: disable=g-import-not-at-top
+  import t5.models.mtf_model  # noqa: F401  pylint: disable=g-import-not-at-top
+  for path in model_graph.gin_search_paths():
+    gin.add_config_file_search_path(path)
+  problems = []
+  # gin logs an ERROR for each search path a file is not in: noise here
+  logging.disable(logging.ERROR)
+  try:
+    for run_id, _, gin_file, crossed in runs:
+      gin.clear_config(clear_constants=True)
+      try:
+        gin.parse_config_files_and_bindings(
+            ["defaults.gin"] + sweep.base_gin_files + [gin_file] +
+            sweep.eval_gin_files,
+            sweep.bindings + crossed + sweep.eval_bindings,
+            finalize_config=False)
+      except Exception as e:  # pylint: disable=broad-except
+        problems.append("  %s: %s: %s" % (run_id, type(e).__name__, e))
+  finally:
+    logging.disable(logging.NOTSET)
+    gin.clear_config(clear_constants=True)
+  if problems:
+    raise SystemExit(
+        "[sweep] %d of %d runs have a bad config; nothing was run. Fix "
+        "Sweep.variants / base_gin_files / eval_gin_files (gin files, found on "
+        "gin's search path) or the bindings (Sweep.bindings, grid, "
+        "eval_bindings, --gin_param):\n%s" % (len(problems), len(runs),
+                                              "\n".join(problems)))
+
+
+def _latest_log(run_dir):
+  logs = [os.path.join(run_dir, n) for n in ("train.log", "eval.log")]
+  logs = [p for p in logs if os.path.exists(p)]
+  return max(logs, key=os.path.getmtime) if logs else run_dir
+
+
 def main(args):
   sweep = load(args.sweep_file, args.gin_param or ())
   runs = sweep.runs()
@@ -210,16 +255,28 @@ def main(args):
       raise SystemExit("--only names no run of this sweep: %s. Runs: %s"
                        % (sorted(unknown), [r[0] for r in runs]))
     runs = [r for r in runs if r[0] in args.only]
+  check_runs(sweep, [r for r in runs if not os.path.exists(
+      os.path.join(args.out_dir, r[0], "result.json"))])
   os.makedirs(args.out_dir, exist_ok=True)
   print("[sweep] %d runs -> %s" % (len(runs), args.out_dir), flush=True)
-  results = []
+  results, failed = [], []
   for i, run in enumerate(runs):
     if args.max_runs is not None and i >= args.max_runs:
       print("[sweep] stopping after %d runs (--max_runs)" % args.max_runs)
       break
-    results.append(run_one(sweep, *run, out_dir=args.out_dir,
-                           log=lambda m: print(m, flush=True)))
-  if len(results) == len(runs):
+    try:
+      results.append(run_one(sweep, *run, out_dir=args.out_dir,
+                             log=lambda m: print(m, flush=True)))
+    except Exception as e:  # pylint: disable=broad-except
+      # one failed run must not cost the others, nor the table of them
+      print("[sweep] %s FAILED: %s" % (run[0], e if isinstance(
+          e, runner.CliError) else traceback.format_exc()), flush=True)
+      failed.append((run[0], _latest_log(os.path.join(args.out_dir, run[0]))))
+  if results and (failed or len(results) == len(runs)):
     write_tables(results, args.out_dir, os.path.basename(args.sweep_file))
-    print("[sweep] wrote results.csv, results.md, results.png in %s"
-          % args.out_dir)
+    print("[sweep] wrote results.csv, results.md, results.png in %s (%d runs)"
+          % (args.out_dir, len(results)))
+  if failed:
+    raise SystemExit("[sweep] %d runs failed (the sweep resumes them when "
+                     "run again):\n%s" % (len(failed), "\n".join(
+                         "  %s: see %s" % f for f in failed)))

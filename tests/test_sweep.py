@@ -1,6 +1,7 @@
 """A 2-variant x 2-step sweep end to end through the stock CLI, killed after its
-first run and resumed (slow; run in CI too)."""
+first run and resumed (slow; run in CI too); bad configs and failed runs."""
 
+import argparse
 import csv
 import json
 import os
@@ -11,9 +12,9 @@ import time
 
 import pytest
 
+import synth_mtf
+from synth_mtf import runner
 from synth_mtf import sweep as sweep_lib
-
-pytestmark = pytest.mark.slow
 
 SWEEP = """
 import synth_mtf.sweep
@@ -30,6 +31,7 @@ Sweep.metric = 'sequence_accuracy'
 CMD = [os.path.join(os.path.dirname(sys.executable), "synth-mtf"), "sweep"]
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_and_writes_tables(tmp_path):
   sweep_file = tmp_path / "two.gin"
   sweep_file.write_text(SWEEP)
@@ -80,3 +82,62 @@ def test_sweep_file_errors(tmp_path):
   with pytest.raises(ValueError, match=r"Sweep.grid\['d_model'\] must be a "
                      "non-empty list"):
     sweep_lib.load(str(bad))
+
+
+def sweep_args(sweep_file, out_dir, gin_param=None):
+  return argparse.Namespace(sweep_file=str(sweep_file), out_dir=str(out_dir),
+                            gin_param=gin_param, only=None, max_runs=None)
+
+
+def test_sweep_checks_every_run_before_the_first(tmp_path, monkeypatch):
+  """A missing variant file and a misspelled binding stop the sweep before any
+  run starts, each named with its run."""
+  typo = "models/synthesizer/dense_plus_vanila.gin"
+  assert not os.path.exists(os.path.join(synth_mtf.GIN_DIR, typo))
+  sweep_file = tmp_path / "bad.gin"
+  sweep_file.write_text(SWEEP.replace(
+      "models/synthesizer/dense_plus_vanilla.gin", typo))
+  started = []
+  monkeypatch.setattr(runner, "run_cli", lambda *a, **k: started.append(a))
+  with pytest.raises(SystemExit, match=r"1 of 2 runs have a bad config; "
+                     r"nothing was run(.|\n)*  D\+V: OSError: Unable to open "
+                     r"file: %s" % typo):
+    sweep_lib.main(sweep_args(sweep_file, tmp_path / "out"))
+  sweep_file.write_text(SWEEP)
+  with pytest.raises(SystemExit, match=r"2 of 2 runs have a bad config(.|\n)*"
+                     r"  R: ValueError: .*'train_stepz'(.|\n)*  D\+V: "):
+    sweep_lib.main(sweep_args(sweep_file, tmp_path / "out", [
+        "Sweep.bindings = ['utils.run.train_stepz = 2']"]))
+  assert not started
+
+
+def test_a_failed_run_keeps_the_others_and_their_table(tmp_path, monkeypatch):
+  sweep_file = tmp_path / "three.gin"
+  sweep_file.write_text(SWEEP.replace(
+      "'D+V': 'models/synthesizer/dense_plus_vanilla.gin'",
+      "'D+V': 'models/synthesizer/dense_plus_vanilla.gin', "
+      "'FR': 'models/synthesizer/factorized_random.gin'"))
+  out = tmp_path / "out"
+
+  def fake_run_one(sweep, run_id, variant, gin_file, crossed, out_dir,
+                   log=print):
+    del sweep, gin_file, crossed, log
+    run_dir = os.path.join(out_dir, run_id)
+    os.makedirs(run_dir, exist_ok=True)
+    if run_id == "D+V":
+      with open(os.path.join(run_dir, "train.log"), "w") as f:
+        f.write("out of memory\n")
+      raise runner.CliError("t5_mesh_transformer failed (exit 1)")
+    return {"run": run_id, "variant": variant, "bindings": "",
+            "parameters": 1000, "steps": 2, "steps_per_sec": 1.5,
+            "final_loss": 0.25, "metric": "m", "value": 50.0}
+
+  monkeypatch.setattr(sweep_lib, "run_one", fake_run_one)
+  with pytest.raises(SystemExit) as e:
+    sweep_lib.main(sweep_args(sweep_file, out))
+  assert "1 runs failed" in str(e.value)
+  assert "D+V: see %s" % (out / "D+V" / "train.log") in str(e.value)
+  with open(out / "results.csv") as f:
+    assert [r["variant"] for r in csv.DictReader(f)] == ["R", "FR"]
+  md = (out / "results.md").read_text()
+  assert "| R |" in md and "| FR |" in md and "| D+V |" not in md
