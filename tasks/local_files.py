@@ -217,11 +217,11 @@ def read_table(path, name, split, file_format, label_column, text_columns,
                                     path, name)
   if header:
     records = records[1:]
-  for i, (first, last, fields, error) in enumerate(records):
+  for index, (first, last, fields, error) in enumerate(records):
     if error:
       rows.bad(first, error, last)
       continue
-    if i == 0 and looks_like_header:
+    if index == 0 and looks_like_header:
       rows.bad(first, looks_like_header)
       continue
     if len(fields) < want:
