@@ -12,6 +12,9 @@ which reach us because we pass them through to SelfAttention.__init__.
 """
 
 import functools
+import math
+import re
+import sys
 
 import gin
 import mesh_tensorflow as mtf
@@ -44,7 +47,9 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
                key_value_size=None,
                dropout_rate=None,
                relative_attention_type=None,
-               relative_attention_num_buckets=None):
+               relative_attention_num_buckets=None,
+               alpha_init=None,
+               fresh_variables=None):
     """Create the layer.
 
     Args:
@@ -63,9 +68,24 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
         (as in the paper and the mtf release); set "bias_shared" to give mixtures
         with dot product the same bias as T5's vanilla attention.
       relative_attention_num_buckets: as in SelfAttention.
+      alpha_init: a mixture's initial alpha, {synthesizer name: weight}, e.g.
+        {'dot_product': 0.999}; the components not named share what is left
+        equally. None: uniform. A warm start from a T5 checkpoint uses it to
+        begin close to the pretrained dot-product attention.
+      fresh_variables: with utils.run.init_checkpoint, a regex over this
+        layer's variable names (e.g. 'random/R', 'alpha') that may start fresh
+        because the checkpoint lacks them. Any other variable the checkpoint
+        does not provide stops the run at graph construction; '.*' accepts
+        all.
     """
     # Only pass what is set, so that gin's SelfAttention bindings fill the rest;
     # an explicit signature (no **kwargs) lets gin reject misspelled bindings.
+    if relative_attention_type == "contextual":
+      raise ValueError(
+          "SynthesizerAttention.relative_attention_type='contextual' is not "
+          "supported: it is computed from the queries, which a synthesizer "
+          "does not have. Use 'bias_shared' (T5's, shared by the layers) or "
+          "'bias', or None.")
     overrides = dict(num_heads=num_heads, key_value_size=key_value_size,
                      dropout_rate=dropout_rate,
                      relative_attention_num_buckets=relative_attention_num_buckets)
@@ -91,6 +111,8 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     self.max_length = max_length
     for s in self.synthesizers:
       s.validate(max_length)
+    self.alpha_init = _alpha_logits(alpha_init, names)
+    self.fresh_variables = fresh_variables
     if self.num_memory_heads:
       raise ValueError("SynthesizerAttention does not support num_memory_heads "
                        "(multi-query attention); unset it for this layer.")
@@ -125,10 +147,20 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     if max(lengths) <= self.max_length:
       return
     if context.mode in ("incremental", "first_part"):
-      what = ("Decode length %d (Bitransformer.decode.max_decode_length, or the "
-              "targets length)" % memory_length.size)
-    else:
-      what = "Sequence length %d" % max(lengths)
+      # A trained model's max_length is fixed by its checkpoint: the fix that
+      # works when decoding is a shorter decode, so it comes first.
+      raise ValueError(
+          "Decode length %d (Bitransformer.decode.max_decode_length, or the "
+          "targets length) exceeds SynthesizerAttention.max_length=%d, the "
+          "size of the trained %s parameters. Bind "
+          "--gin_param=\"Bitransformer.decode.max_decode_length = %d\" (or "
+          "less). Raising max_length instead changes the parameters' shapes: "
+          "it needs a model trained with it." % (
+              memory_length.size, self.max_length,
+              "/".join(s.name for s in self.synthesizers
+                       if not isinstance(s, synth_lib.DotProduct)),
+              self.max_length))
+    what = "Sequence length %d" % max(lengths)
     raise ValueError(
         "%s exceeds SynthesizerAttention.max_length=%d (the size of the %s "
         "parameters). Bind --gin_param=\"SynthesizerAttention.max_length = %d\" "
@@ -207,9 +239,13 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
       # Equal logits start the mixture uniform. Ones, not zeros: Adafactor
       # (T5's optimizer) scales updates by max(RMS(param), 1e-3), so a zero
       # start would move alpha ~1000x slower than the other weights.
+      init = (tf.ones_initializer() if self.alpha_init is None else
+              tf.constant_initializer([self.alpha_init] * heads.size))
+      vdt = context.variable_dtype
       alpha = mtf.get_variable(
-          context.mesh, "alpha", mtf.Shape([heads, comp]),
-          initializer=tf.ones_initializer(), dtype=context.variable_dtype)
+          context.mesh, "alpha", mtf.Shape([heads, comp]), initializer=init,
+          dtype=mtf.VariableDType(vdt.master_dtype, vdt.slice_dtype,
+                                  synth_lib.LOGITS_DTYPE))
       alpha = mtf.softmax(alpha, comp)  # sum over functions = 1, per head
       scales = [mtf.gather(alpha, i, comp) for i in range(comp.size)]
     parts = []
@@ -225,8 +261,8 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
           context.position, context)
     bias = self.compute_bias(context, memory_position, x, [heads], x)
     if bias is not None:
-      logits += bias
-    weights = mtf.softmax(logits, memory_length)
+      logits += synth_lib.to_logits_dtype(bias)
+    weights = mtf.cast(mtf.softmax(logits, memory_length), v.dtype)
     if RECORDER is not None:
       RECORDER.append((tf.get_variable_scope().name, weights))
     if context.train and self.dropout_rate > 0.0:
@@ -236,8 +272,37 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
     o = mtf.einsum([weights, v], reduced_dims=[memory_length])
     wo = sctx.variable("o", [heads, kv, model_dim],
                        (heads.size * kv.size) ** -0.5)
-    _check_against_checkpoint(context.mesh.graph, tf.get_variable_scope().name)
+    scope = tf.get_variable_scope().name
+    _check_against_checkpoint(context.mesh.graph, scope)
+    _check_init_checkpoint(context.mesh.graph, scope, self.fresh_variables)
     return mtf.einsum([o, wo], output_shape=x.shape)
+
+
+def _alpha_logits(alpha_init, names):
+  """Initial alpha logits [len(names)] whose softmax is alpha_init, or None."""
+  if alpha_init is None:
+    return None
+  if len(names) < 2:
+    raise ValueError("SynthesizerAttention.alpha_init=%r is for mixtures; "
+                     "this layer has one synthesizing function (%s). Unset "
+                     "it for this model." % (alpha_init, names))
+  weights = {synth_lib.build(k).name: v for k, v in dict(alpha_init).items()}
+  unknown = sorted(set(weights) - set(names))
+  rest = [n for n in names if n not in weights]
+  left = 1.0 - sum(weights.values())
+  if (unknown or any(not 0 < w < 1 for w in weights.values()) or
+      (rest and left <= 0) or (not rest and abs(left) > 1e-6)):
+    raise ValueError(
+        "SynthesizerAttention.alpha_init=%r: give weights in (0, 1) to some of "
+        "this layer's functions %s, summing to less than 1 (the others share "
+        "the rest), or to all of them summing to 1%s." % (
+            alpha_init, names,
+            "; unknown: %s" % unknown if unknown else ""))
+  for n in rest:
+    weights[n] = left / len(rest)
+  # log-weights + 1: the softmax is alpha_init, and the values stay away from
+  # 0 for Adafactor's relative step (see the uniform case)
+  return [math.log(weights[n]) + 1.0 for n in names]
 
 
 def check_heads_layout(num_heads, layout_rules=None, mesh_shape=None):
@@ -304,13 +369,90 @@ def _check_against_checkpoint(graph, scope, model_dir=None):
   layer = scope.rsplit("/", 1)[0] + "/"
   there = sorted({n[len(layer):] for n in _checkpoint_shapes(ckpt)
                   if n.startswith(layer) and "_slot_" not in n})
+  shapes = ["%s: %s here, %s in the checkpoint" % (n, built[n], saved[n])
+            for n in sorted(set(built) & set(saved)) if built[n] != saved[n]]
   raise ValueError(
       "--model_dir %s holds a checkpoint (%s) written by a different model: "
-      "under %s it has %s, but this config builds %s. Restoring would fail or "
-      "mix weights. Use a new --model_dir, or the gin config that wrote the "
+      "under %s it has %s, but this config builds %s.%s Restoring would fail "
+      "or mix weights. Use a new --model_dir, or the gin config that wrote the "
       "checkpoint (its operative_config.gin is in the model_dir)." % (
           model_dir, ckpt.rsplit("/", 1)[-1], layer,
-          there or "no variables", {k: built[k] for k in sorted(built)}))
+          there or "no variables", {k: built[k] for k in sorted(built)},
+          " Shapes differ: %s (another max_length, num_heads or d_kv?)."
+          % "; ".join(shapes) if shapes else ""))
+
+
+def _estimator_model_fn_locals():
+  """The local variables of mesh-tensorflow's estimator model_fn
+  (utils.tpu_estimator_model_fn's my_model_fn) if this layer is being built
+  inside it, else {}. They hold the run's init_checkpoint and model_dir,
+  whichever way they were given (gin, the CLI, MtfModel.finetune)."""
+  frame = sys._getframe(1)  # pylint: disable=protected-access
+  while frame is not None:
+    if (frame.f_code.co_name == "my_model_fn" and
+        frame.f_globals.get("__name__") == "mesh_tensorflow.transformer.utils"):
+      return frame.f_locals
+    frame = frame.f_back
+  return {}
+
+
+WARM_START_GIN = "warm_start/from_t5.gin"
+
+
+def _check_init_checkpoint(graph, scope, fresh_variables):
+  """Stop when utils.run.init_checkpoint would leave variables of this layer
+  at their initializers.
+
+  mesh-tensorflow restores only the variables whose (mapped) names the
+  checkpoint has and logs the others at INFO: a stock T5 checkpoint restores
+  none of a Synthesizer's attention, and the run would train fresh attention
+  on a pretrained model without a word.
+  """
+  run = _estimator_model_fn_locals()
+  init_checkpoint = run.get("init_checkpoint")
+  if not init_checkpoint or run.get("mode") != tf.estimator.ModeKeys.TRAIN:
+    return
+  model_dir = run.get("model_dir")
+  if model_dir and tf.train.latest_checkpoint(model_dir):
+    return  # a resumed run restores its own checkpoint, not init_checkpoint
+  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+  saved = _checkpoint_shapes(init_checkpoint)
+  pattern = run.get("init_variable_filter")
+  prefix = scope + "/"
+  missing, differ = [], []
+  for v in graph.all_variables:
+    if not v.name.startswith(prefix):
+      continue
+    name = v.name[len(prefix):]
+    source = mtf_utils.init_checkpoint_variable_mapping(v.name)
+    restored = (source in saved and mtf_utils.should_load_variable(v.name) and
+                (not pattern or re.search(pattern, source)))
+    if not restored:
+      if not (fresh_variables and re.search(fresh_variables, name)):
+        missing.append(name)
+    elif list(saved[source]) != v.shape.to_integer_list:
+      differ.append("%s: %s here, %s in the checkpoint as %s" % (
+          name, v.shape.to_integer_list, saved[source], source))
+  if not missing and not differ:
+    return
+  raise ValueError(
+      "utils.run.init_checkpoint=%s does not provide every variable of %s "
+      "(names as mapped by init_checkpoint_variable_mapping): %s%s. "
+      "mesh-tensorflow would start %s fresh without a word. Fixes: warm "
+      "starting from a stock T5 checkpoint (SelfAttention), add "
+      "--gin_file=%s, which maps T5's q, k, v, o and relative bias onto this "
+      "layer; or accept fresh variables explicitly with "
+      "--gin_param=\"SynthesizerAttention.fresh_variables = '%s'\" (a regex "
+      "over the names above; '.*' for all).%s" % (
+          init_checkpoint, scope,
+          "absent: %s" % missing if missing else "",
+          "%sshapes differ: %s" % ("; " if missing else "", "; ".join(differ))
+          if differ else "",
+          "them" if not differ else "or fail to restore them",
+          WARM_START_GIN, "|".join(re.escape(m) for m in missing) or ".*",
+          " Different shapes cannot be restored: build the model with the "
+          "checkpoint's sizes (max_length, num_heads, d_kv)." if differ
+          else ""))
 
 
 @gin.configurable

@@ -58,13 +58,25 @@ class SynthesisContext(object):
   def packed(self):
     return self.query_position is not None
 
-  def variable(self, name, dims, stddev, trainable=True):
+  def variable(self, name, dims, stddev, trainable=True, logit=False):
+    """logit=True: a parameter that logits are made of, read in float32."""
     return get_variable(self.context, name, dims, stddev, self.heads_dim,
-                        self.kv_dim, trainable)
+                        self.kv_dim, trainable,
+                        LOGITS_DTYPE if logit else None)
+
+
+# Logits, their mixture, masks and softmax are computed in float32 whatever the
+# activation dtype, as mesh-tensorflow's attention does (float32_logits): with
+# bfloat16 activations (T5 on TPU) a logit of ~10 would carry an error of ~0.05.
+LOGITS_DTYPE = tf.float32
+
+
+def to_logits_dtype(t):
+  return mtf.cast(t, LOGITS_DTYPE) if t.dtype != LOGITS_DTYPE else t
 
 
 def get_variable(context, name, dims, stddev, heads_dim, kv_dim,
-                 trainable=True):
+                 trainable=True, activation_dtype=None):
   """A normal-initialized variable of shape dims, where an adjacent
   (heads, d_kv) pair is stored as one dimension named heads, as mtf's own
   attention stores q, k, v and o (AttentionParams.combine_dims).
@@ -84,10 +96,14 @@ def get_variable(context, name, dims, stddev, heads_dim, kv_dim,
     if i + 1 < len(dims) and dims[i + 1] == kv_dim:
       stored = dims[:i] + [mtf.Dimension(heads_dim.name, heads_dim.size *
                                          kv_dim.size)] + dims[i + 2:]
+  dtype = context.variable_dtype
+  if activation_dtype is not None:
+    dtype = mtf.VariableDType(dtype.master_dtype, dtype.slice_dtype,
+                              activation_dtype)
   var = mtf.get_variable(
       context.mesh, name, mtf.Shape(stored),
       initializer=tf.random_normal_initializer(stddev=stddev),
-      dtype=context.variable_dtype, trainable=trainable)
+      dtype=dtype, trainable=trainable)
   return var if stored is dims else mtf.reshape(var, mtf.Shape(dims))
 
 
@@ -241,7 +257,7 @@ class Random(GlobalSynthesizer):
 
   def _r(self, sctx):
     return sctx.variable("R", [sctx.heads_dim] + list(_max_dims(sctx.max_length)),
-                         self.stddev, trainable=self.trainable)
+                         self.stddev, trainable=self.trainable, logit=True)
 
   def table(self, sctx, rows, cols):
     r = mtf.slice(self._r(sctx), 0, rows, MAX_LENGTH_DIM)
@@ -284,8 +300,8 @@ class FactorizedRandom(GlobalSynthesizer):
     k_dim = mtf.Dimension("synth_k", self.k)
     # std k^-1/4 each, so that R1 R2^T has unit variance like Random's R.
     std = self.k ** -0.25
-    r1 = sctx.variable("R1", [sctx.heads_dim, n_q, k_dim], std)
-    r2 = sctx.variable("R2", [sctx.heads_dim, n_m, k_dim], std)
+    r1 = sctx.variable("R1", [sctx.heads_dim, n_q, k_dim], std, logit=True)
+    r2 = sctx.variable("R2", [sctx.heads_dim, n_m, k_dim], std, logit=True)
     return r1, mtf.slice(r2, 0, cols, MAX_MEMORY_LENGTH_DIM), k_dim
 
   def table(self, sctx, rows, cols):
@@ -314,10 +330,12 @@ class LocalSynthesizer(SynthesizingFunction):
   """Logits conditioned on X_i alone: token i predicts its row of logits."""
 
   def hidden(self, sctx):
-    """sigma_R(W1 X_i), per head: [batch..., length?, heads, d_kv]."""
+    """sigma_R(W1 X_i), per head: [batch..., length?, heads, d_kv], float32
+    (the projection to logits that follows is computed in float32)."""
     w1 = sctx.variable("W1", [sctx.model_dim, sctx.heads_dim, sctx.kv_dim],
                        sctx.model_dim.size ** -0.5)
-    return mtf.relu(mtf.einsum([sctx.x, w1], reduced_dims=[sctx.model_dim]))
+    return to_logits_dtype(
+        mtf.relu(mtf.einsum([sctx.x, w1], reduced_dims=[sctx.model_dim])))
 
   def rows(self, sctx, cols, scale):
     """Logits over memory positions [:cols]: [..., heads, max_memory_length],
@@ -363,7 +381,7 @@ class Dense(LocalSynthesizer):
     w2 = sctx.variable(
         "W2", [sctx.heads_dim, sctx.kv_dim,
                mtf.Dimension(MAX_MEMORY_LENGTH_DIM, sctx.max_length)],
-        sctx.kv_dim.size ** -0.5)
+        sctx.kv_dim.size ** -0.5, logit=True)
     w2 = mtf.slice(w2, 0, cols, MAX_MEMORY_LENGTH_DIM)
     if scale is not None:
       w2 *= scale
@@ -428,8 +446,10 @@ class FactorizedDense(LocalSynthesizer):
     a, b = self.factors(sctx.max_length)
     a_dim, b_dim = mtf.Dimension("synth_a", a), mtf.Dimension("synth_b", b)
     std = sctx.kv_dim.size ** -0.5
-    wa = sctx.variable("WA", [sctx.heads_dim, sctx.kv_dim, a_dim], std)
-    wb = sctx.variable("WB", [sctx.heads_dim, sctx.kv_dim, b_dim], std)
+    wa = sctx.variable("WA", [sctx.heads_dim, sctx.kv_dim, a_dim], std,
+                       logit=True)
+    wb = sctx.variable("WB", [sctx.heads_dim, sctx.kv_dim, b_dim], std,
+                       logit=True)
     h = self.hidden(sctx)
     fa = mtf.einsum([h, wa], reduced_dims=[sctx.kv_dim])  # [..., heads, a]
     if scale is not None:
@@ -471,11 +491,12 @@ class DotProduct(SynthesizingFunction):
     d, kv = sctx.model_dim, sctx.kv_dim
     wq = sctx.variable("q", [d, sctx.heads_dim, kv], (d.size * kv.size) ** -0.5)
     wk = sctx.variable("k", [d, sctx.heads_dim, kv], d.size ** -0.5)
-    q = mtf.einsum([sctx.x, wq], reduced_dims=[d])
+    q = to_logits_dtype(mtf.einsum([sctx.x, wq], reduced_dims=[d]))
     if scale is not None:
       q *= scale
+    # the cache keeps keys in the activation dtype, as mtf's attention does
     k = sctx.remember(mtf.einsum([sctx.m, wk], reduced_dims=[d]))
-    return mtf.einsum([q, k], reduced_dims=[kv])
+    return mtf.einsum([q, to_logits_dtype(k)], reduced_dims=[kv])
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
     return 2 * d_model * num_heads * d_kv

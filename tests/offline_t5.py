@@ -19,6 +19,7 @@ The real configs and registrations are untouched: a user with GCS runs the
 same command with `t5_mesh_transformer` instead of this file.
 """
 
+import contextlib
 import os
 import sys
 
@@ -93,15 +94,21 @@ def _consistent_wsc(get_dataset):
   return lambda *args, **kwargs: get_dataset(*args, **kwargs).map(fix)
 
 
-def main(argv):
+@contextlib.contextmanager
+def offline(spm_path, num_examples=8):
+  """T5's registries and TFDS offline (see the module docstring)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from t5.models import mesh_transformer_main  # pylint: disable=g-import-not-at-top
-  fl = flags.FLAGS
-  if not fl.offline_spm or not os.path.exists(fl.offline_spm):
+  if not spm_path or not os.path.exists(spm_path):
     raise app.UsageError("--offline_spm must name a SentencePiece model file "
                          "(train one with tests/offline_t5.train_spm)")
-  go_offline(fl.offline_spm, fl.mock_examples)
-  with tfds.testing.mock_data(num_examples=fl.mock_examples):
+  go_offline(spm_path, num_examples)
+  with tfds.testing.mock_data(num_examples=num_examples):
+    yield
+
+
+def main(argv):
+  from t5.models import mesh_transformer_main  # pylint: disable=g-import-not-at-top
+  with offline(flags.FLAGS.offline_spm, flags.FLAGS.mock_examples):
     mesh_transformer_main.main(argv)
 
 

@@ -59,8 +59,11 @@ def test_decode_longer_than_max_length():
         length_dim=length, variable_dtype=mtf.VariableDType(tf.float32),
         mode="incremental", position=mtf.constant(mesh, 0, dtype=tf.int32),
         states=[state], new_states=[])
+    # on a trained model the fix that works is a shorter decode: named first
     with pytest.raises(ValueError, match=r"Decode length 8 \(Bitransformer"
-                       r".decode.max_decode_length.*max_length=4"):
+                       r".decode.max_decode_length.*max_length=4.*Bind "
+                       r"--gin_param=\"Bitransformer.decode.max_decode_length "
+                       r"= 4\".*Raising max_length instead"):
       layer.call(context, x)
 
 
@@ -206,3 +209,44 @@ def test_checkpoint_of_another_variant_unit(tmp_path):
                        r"written by a different model.*random/R"):
       attention._check_against_checkpoint(  # pylint: disable=protected-access
           graph, "enc/layer/SynthesizerAttention", str(tmp_path))
+
+
+def test_checkpoint_error_shows_shapes_that_differ(tmp_path):
+  """Same names, another max_length: the shapes are what differs."""
+  import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from synth_mtf import attention  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    tf.get_variable("enc/layer/SynthesizerAttention/random/R", [2, 8, 8])
+    with tf.Session() as s:
+      s.run(tf.global_variables_initializer())
+      tf.train.Saver().save(s, str(tmp_path / "model.ckpt"), global_step=3)
+  with tf.Graph().as_default():
+    graph = mtf.Graph()
+    mesh = mtf.Mesh(graph, "m")
+    with tf.variable_scope("enc/layer/SynthesizerAttention"):
+      mtf.get_variable(mesh, "random/R", mtf.Shape(
+          [mtf.Dimension("h", 2), mtf.Dimension("a", 4), mtf.Dimension("b", 4)]))
+    with pytest.raises(ValueError, match=r"Shapes differ: random/R: \[2, 4, 4\] "
+                       r"here, \[2, 8, 8\] in the checkpoint"):
+      attention._check_against_checkpoint(  # pylint: disable=protected-access
+          graph, "enc/layer/SynthesizerAttention", str(tmp_path))
+
+
+@pytest.mark.parametrize("kinds,alpha_init,match", [
+    (["random"], {"dot_product": 0.9}, "is for mixtures"),
+    (["random", "dense"], {"dot_product": 0.9}, "unknown: \\['dot_product'\\]"),
+    (["random", "dot_product"], {"v": 1.0}, "in \\(0, 1\\)"),
+    (["random", "dot_product"], {"r": 0.5, "v": 0.4}, "summing to 1"),
+])
+def test_bad_alpha_init(kinds, alpha_init, match):
+  with pytest.raises(ValueError, match=r"SynthesizerAttention.alpha_init=.*"
+                     + match):
+    SynthesizerAttention(synthesizers=kinds, alpha_init=alpha_init)
+
+
+def test_contextual_relative_attention_is_refused():
+  with pytest.raises(ValueError, match=r"relative_attention_type='contextual'"
+                     r" is not supported.*'bias_shared'"):
+    build("SynthesizerAttention.relative_attention_type = 'contextual'",
+          "SynthesizerAttention.max_length = 8")

