@@ -167,3 +167,100 @@ model.finetune('glue_v002_proportional', finetune_steps=2,
   for name, value in before.items():
     np.testing.assert_array_equal(start[name], value, err_msg=name)
   assert os.path.exists(tmp_path / "model.ckpt-5.index")
+
+
+# ---- 3. warm start from a stock T5 checkpoint; 4. no silent partial restore -
+
+@pytest.fixture(scope="module")
+def stock_t5(spm, tmp_path_factory):
+  """A stock T5 (SelfAttention with its shared relative bias), 3 steps."""
+  d = tmp_path_factory.mktemp("stock_t5")
+  cli(spm, d, [GLUE, VANILLA], TINY + ["utils.run.train_steps = 3"])
+  return d
+
+
+def warm_start(spm, model_dir, checkpoint, files, params=(), ok=True,
+               model=RV):
+  """Train from `checkpoint` (its global_step is 3): the run writes its
+  starting point as model.ckpt-3."""
+  return cli(spm, model_dir, [GLUE, model] + list(files),
+             TINY + ["utils.run.init_checkpoint = '%s'" % checkpoint,
+                     "utils.run.train_steps = 3"] + list(params), ok=ok)
+
+
+def perplexity(spm, model_dir, files):
+  """neg_log_perplexity of model.ckpt-3 on the same validation batches."""
+  log = cli(spm, model_dir, [GLUE] + list(files) + ["perplexity_eval.gin"],
+            TINY + ["run.dataset_split = 'validation'",
+                    "eval_checkpoint_step = 3",
+                    "utils.run.perplexity_eval_steps = 4"])
+  from synth_mtf import runner  # pylint: disable=g-import-not-at-top
+  return runner.metric_curve(log, "neg_log_perplexity")[3]
+
+
+def test_warm_start_from_t5_restores_its_attention(spm, stock_t5, tmp_path):
+  from synth_mtf import warm_start as ws  # pylint: disable=g-import-not-at-top
+  warm_start(spm, tmp_path, stock_t5 / "model.ckpt-3",
+             ["warm_start/from_t5_mixture.gin"])
+  t5 = variables(stock_t5 / "model.ckpt-3")
+  ours = variables(tmp_path / "model.ckpt-3")
+  fresh = sorted(n for n in ours if ws.t5_name(n) not in t5)
+  # only what T5 never had: Random's R and the mixture weights
+  assert fresh and all(n.endswith(("/random/R", "/alpha")) for n in fresh)
+  for stack in ("encoder", "decoder"):
+    layer = "%s/block_000/layer_000/SynthesizerAttention/" % stack
+    for name in ("v", "o", "dot_product/q", "dot_product/k",
+                 "relative_attention_bias"):
+      assert layer + name in ours
+  for name in ours:
+    if name not in fresh:  # attention mapped, everything else by its name
+      np.testing.assert_array_equal(ours[name], t5[ws.t5_name(name)],
+                                    err_msg=name)
+  alpha = ours["encoder/block_001/layer_000/SynthesizerAttention/alpha"]
+  alpha = alpha.astype(np.float64)  # T5.1.0 keeps bfloat16 masters
+  weights = np.exp(alpha) / np.exp(alpha).sum(-1, keepdims=True)
+  np.testing.assert_allclose(weights, [[0.01, 0.99]] * 2, rtol=1e-2)
+
+
+def test_warm_started_mixture_starts_near_the_t5_model(spm, stock_t5,
+                                                       tmp_path):
+  """Step 0 of the warm-started R+V (alpha 0.99 on V) computes nearly the T5
+  model's loss; with a uniform alpha it does not."""
+  ckpt = stock_t5 / "model.ckpt-3"
+  near, uniform = tmp_path / "near", tmp_path / "uniform"
+  warm_start(spm, near, ckpt, ["warm_start/from_t5_mixture.gin"])
+  warm_start(spm, uniform, ckpt, ["warm_start/from_t5.gin"])
+  t5 = perplexity(spm, stock_t5, [VANILLA])
+  gap_near = abs(perplexity(
+      spm, near, [RV, "warm_start/from_t5_mixture.gin"]) - t5)
+  gap_uniform = abs(perplexity(
+      spm, uniform, [RV, "warm_start/from_t5.gin"]) - t5)
+  assert gap_near < 0.01 * abs(t5), (t5, gap_near)
+  assert gap_uniform > 5 * gap_near, (t5, gap_near, gap_uniform)
+
+
+def test_partial_restore_stops_with_the_fixes(spm, stock_t5, tmp_path):
+  """The trap: a stock T5 checkpoint into R+V without the warm-start file
+  would restore none of the attention (exit 0 before)."""
+  log = warm_start(spm, tmp_path / "a", stock_t5 / "model.ckpt-3", [],
+                   ok=False)
+  assert "does not provide every variable of encoder/block_000/layer_000/" \
+         "SynthesizerAttention" in log
+  assert "dot_product/q" in log and "warm_start/from_t5.gin" in log
+  assert "SynthesizerAttention.fresh_variables" in log
+  assert not os.path.exists(tmp_path / "a" / "model.ckpt-3.index")
+  # accepted explicitly, it runs (and the attention is fresh)
+  warm_start(spm, tmp_path / "b", stock_t5 / "model.ckpt-3", [],
+             ["SynthesizerAttention.fresh_variables = '.*'"])
+  assert "encoder/block_000/layer_000/SynthesizerAttention/v" in variables(
+      tmp_path / "b" / "model.ckpt-3")
+
+
+def test_init_checkpoint_with_other_shapes_stops(spm, pretrained, tmp_path):
+  """Same names, another max_length: named with both shapes."""
+  log = cli(spm, tmp_path, [str(pretrained / "operative_config.gin")],
+            ["MIXTURE_NAME = 'glue_v002_proportional'", "max_length = 32",
+             "utils.run.sequence_length = {'inputs': 32, 'targets': 16}",
+             "utils.run.init_checkpoint = '%s'" % (pretrained / "model.ckpt-3"),
+             "utils.run.train_steps = 5"], ok=False)
+  assert "shapes differ: random/R: [2, 32, 32] here, [2, 64, 64]" in log
