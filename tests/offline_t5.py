@@ -94,6 +94,61 @@ def _consistent_wsc(get_dataset):
   return lambda *args, **kwargs: get_dataset(*args, **kwargs).map(fix)
 
 
+def log_likelihoods(model_dir, inputs, targets, lengths=(64, 16)):
+  """log p(targets | inputs) per example under model_dir's latest checkpoint,
+  from the logits of the model its operative_config.gin builds (teacher
+  forcing, sum over the target tokens and EOS): the reference that T5's
+  scoring is compared with. Call inside `offline(...)`, TF1 graph mode."""
+  import gin  # pylint: disable=g-import-not-at-top
+  import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
+  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import seqio  # pylint: disable=g-import-not-at-top
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+  model_graph.parse([], [])
+  gin.parse_config_file(os.path.join(model_dir, "operative_config.gin"),
+                        skip_unknown=True)
+  vocab = seqio.get_mixture_or_task(gin.query_parameter(
+      "%MIXTURE_NAME")).output_features["targets"].vocabulary
+
+  def ids(texts, n):
+    rows = [list(vocab.encode(t)) + [1] for t in texts]
+    return np.array([r + [0] * (n - len(r)) for r in rows], np.int32)
+
+  x, y = ids(inputs, lengths[0]), ids(targets, lengths[1])
+  ckpt = tf.train.latest_checkpoint(model_dir)
+  reader = tf.train.load_checkpoint(ckpt)
+  saved = reader.get_variable_to_shape_map()
+  master = reader.get_variable_to_dtype_map()["shared/embedding"]
+  with tf.Graph().as_default():
+    mesh = mtf.Mesh(mtf.Graph(), "mesh")
+    feed = lambda a: mtf.import_tf_tensor(mesh, tf.constant(a), mtf.Shape(
+        [mtf.Dimension("batch", a.shape[0]),
+         mtf.Dimension("length", a.shape[1])]))
+    model = mtf_utils.build_model("bitransformer",
+                                  input_vocab_size=vocab.vocab_size,
+                                  output_vocab_size=vocab.vocab_size)
+    logits, _ = model.call_simple(
+        inputs=feed(x), targets=feed(y), compute_loss=False,
+        mode=tf.estimator.ModeKeys.EVAL,
+        variable_dtype=mtf.VariableDType(master, tf.float32, tf.float32))
+    lowering = mtf.Lowering(mesh.graph, {
+        mesh: mtf.placement_mesh_impl.PlacementMeshImpl([], [], [""])})
+    out = lowering.export_to_tf_tensor(logits)
+    saver = tf.train.Saver({v.op.name: v for v in tf.global_variables()
+                            if v.op.name in saved})
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      saver.restore(sess, ckpt)
+      sess.run(lowering.copy_masters_to_slices())
+      z = sess.run(out).astype(np.float64)
+  top = z.max(-1, keepdims=True)
+  logp = z - top - np.log(np.exp(z - top).sum(-1, keepdims=True))
+  picked = np.take_along_axis(logp, y[..., None], -1)[..., 0]
+  return (picked * (y > 0)).sum(-1).tolist()
+
+
 @contextlib.contextmanager
 def offline(spm_path, num_examples=8):
   """T5's registries and TFDS offline (see the module docstring)."""
