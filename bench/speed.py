@@ -117,7 +117,10 @@ def matmul_gflops(m, k, n, reps=10):
 class Model(object):
   """One variant's training step in its own graph and session."""
 
-  def __init__(self, variant, length, target_length, batch):
+  def __init__(self, variant, length, target_length, batch,
+               extra_bindings=(), vocab=SIZE["vocab"], start=True):
+    """extra_bindings: gin bindings after the variant's (other dims); start:
+    open the session, initialise and run a warm-up step (else call start())."""
     import gin  # pylint: disable=g-import-not-at-top
     import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
     from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
@@ -129,15 +132,15 @@ class Model(object):
                 "utils.get_variable_dtype.activation_dtype = 'float32'"]
     if variant == "stock_R":
       bindings += STOCK_BINDINGS
-    model_graph.parse(["models/t5.1.1.small.gin"] + files, bindings)
+    model_graph.parse(["models/t5.1.1.small.gin"] + files,
+                      bindings + list(extra_bindings))
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf.set_random_seed(0)
       mtf_graph = mtf.Graph()
       mesh = mtf.Mesh(mtf_graph, "mesh")
-      model = mtf_utils.build_model("bitransformer",
-                                    input_vocab_size=SIZE["vocab"],
-                                    output_vocab_size=SIZE["vocab"])
+      model = mtf_utils.build_model("bitransformer", input_vocab_size=vocab,
+                                    output_vocab_size=vocab)
       b = mtf.Dimension("batch", batch)
       rng = np.random.RandomState(0)
 
@@ -162,11 +165,22 @@ class Model(object):
       self.params = int(sum(np.prod(v.shape.to_integer_list)  # no optimizer
                             for v in mtf_graph.all_variables   # slots
                             if "_slot_" not in v.name))
-      self.sess = tf.Session(graph=self.graph)
-      self.sess.run(tf.global_variables_initializer())
-      self.sess.run(lowering.copy_masters_to_slices())
-      self.sess.run([self.train_op, self.loss])  # warm-up (kernels, caches)
+      # {name: (shape, bytes per value)}, Adafactor's slots ("_slot_") included
+      self.variables = {v.name: (v.shape.to_integer_list, v.master_dtype.size)
+                        for v in mtf_graph.all_variables}
+      self.init_ops = [tf.global_variables_initializer(),
+                       lowering.copy_masters_to_slices()]
     gin.clear_config(clear_constants=True)
+    if start:
+      self.start()
+      self.sess.run([self.train_op, self.loss])  # warm-up (kernels, caches)
+
+  def start(self):
+    """Open the session and initialise the variables (allocates them)."""
+    import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+    self.sess = tf.Session(graph=self.graph)
+    for op in self.init_ops:  # copy_masters_to_slices after the initialiser
+      self.sess.run(op)
 
   def steps_per_second(self, steps):
     t0 = time.perf_counter()
