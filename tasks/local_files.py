@@ -2,6 +2,8 @@
 
   synth_mtf_local_classification  a TSV/CSV of label + text columns
   synth_mtf_local_lm              a plain-text file, one document per line
+  synth_mtf_local_span_corruption the same file, T5's span-corruption objective
+                                  (pretraining, as c4_v220_span_corruption)
   synth_mtf_personachat           PersonaChat-style dialogue TSV (no TFDS source)
 
 Point them at files with --gin_param bindings, e.g. SST-2 from GLUE:
@@ -404,10 +406,11 @@ def labels_fit(dataset, sequence_length=None):
   return dataset.map(check)
 
 
-def _register(name, reader, keys, metric_fns, split_long=False,
-              checks=()):
+def _register(name, reader, keys, metric_fns, steps=(), features=None):
   """A seqio task reading `reader(split)` (a gin-configured function, so its
-  bindings are read when the data is, after the CLI has parsed gin)."""
+  bindings are read when the data is, after the CLI has parsed gin): the
+  reader's `keys`, tokenized, then `steps`, then EOS; `features` (default:
+  keys) are the outputs."""
   if name in seqio.TaskRegistry.names():
     return
 
@@ -417,18 +420,22 @@ def _register(name, reader, keys, metric_fns, split_long=False,
     return tf.data.Dataset.from_tensor_slices(
         {k: [e[k] for e in examples] for k in keys})
 
-  split = [t5_preprocessors.split_tokens_to_targets_length] if split_long else []
   seqio.TaskRegistry.add(
       name,
       source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS),
-      preprocessors=([seqio.preprocessors.tokenize] + split + list(checks) +
+      preprocessors=([seqio.preprocessors.tokenize] + list(steps) +
                      [seqio.preprocessors.append_eos_after_trim]),
-      output_features={k: FEATURES[k] for k in keys},
+      output_features={k: FEATURES[k] for k in (features or keys)},
       metric_fns=metric_fns)
 
 
 _register("synth_mtf_local_classification", local_classification,
-          ("inputs", "targets"), [metrics.accuracy], checks=[labels_fit])
+          ("inputs", "targets"), [metrics.accuracy], steps=[labels_fit])
 _register("synth_mtf_personachat", local_dialogue, ("inputs", "targets"),
           [metrics.bleu, metrics.rouge])
-_register("synth_mtf_local_lm", local_lm, ("targets",), [], split_long=True)
+_register("synth_mtf_local_lm", local_lm, ("targets",), [],
+          steps=[t5_preprocessors.split_tokens_to_targets_length])
+# T5's pretraining objective (as c4_v220_span_corruption) on local_lm's file
+_register("synth_mtf_local_span_corruption", local_lm, ("targets",), [],
+          steps=[t5_preprocessors.span_corruption],
+          features=("inputs", "targets"))

@@ -29,7 +29,8 @@ ALL = sorted(rel(p) for p in glob.glob(os.path.join(GIN, "**", "*.gin"),
 MODELS = [p for p in ALL if p.startswith("models/") and p not in FRAGMENTS]
 EXPERIMENTS = [p for p in ALL if p.startswith("experiments/")
                and p not in FRAGMENTS]
-ADD_ONS = [p for p in ALL if "/" not in p]  # e.g. reproducible.gin
+# added to a model and experiment, e.g. reproducible.gin, warm_start/*.gin
+ADD_ONS = [p for p in ALL if "/" not in p or p.startswith("warm_start/")]
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +73,9 @@ def test_experiment_config_builds(path):
 @pytest.mark.parametrize("path", ADD_ONS)
 def test_add_on_config_builds(path):
   variables = model_graph.build_variables(
-      ["experiments/demo_reverse.gin", "models/synthesizer/random.gin", path],
-      TINY)
+      ["experiments/demo_reverse.gin",
+       "models/synthesizer/random_plus_vanilla.gin", path], TINY)
   assert variables
+  if path.startswith("warm_start/"):  # T5's relative bias, to restore into
+    assert ("encoder/block_000/layer_000/SynthesizerAttention/"
+            "relative_attention_bias") in variables

@@ -147,6 +147,31 @@ def test_local_wikitext_lm():
   assert all(len(g["targets"]) <= 64 for g in got)
 
 
+def test_local_span_corruption_is_t5s_objective(tmp_path):
+  """Inputs keep the text with each dropped span replaced by one sentinel; the
+  targets hold each sentinel followed by the span it replaced. Putting the spans
+  back reconstructs the document (the first targets-length of it)."""
+  text = "the quick brown fox jumps over the lazy dog " * 3
+  path = tmp_path / "text.txt"
+  path.write_text(text + "\n")
+  with gin.unlock_config():
+    gin.parse_config(["local_lm.train_path = %r" % str(path)])
+  task = seqio.get_mixture_or_task("synth_mtf_local_span_corruption")
+  (ex,) = list(tfds.as_numpy(task.get_dataset(
+      {"inputs": 256, "targets": 64}, split="train", shuffle=False, seed=1)))
+  sentinel = local_files.VOCAB.vocab_size - 1  # T5: the last ids, downwards
+  spans, current = {}, None
+  for t in ex["targets"][:-1]:  # EOS last
+    if t > sentinel - 100 and t <= sentinel:
+      current = spans.setdefault(t, [])
+    else:
+      current.append(t)
+  rebuilt = []
+  for t in ex["inputs"][:-1]:
+    rebuilt += spans[t] if t in spans else [t]
+  assert spans and rebuilt == list(local_files.VOCAB.encode(text.strip()))
+
+
 # ---- broken files ------------------------------------------------------------
 
 def write(tmp_path, name, data):
