@@ -48,5 +48,4 @@ def _import_registries():
   import synth_mtf.tasks  # noqa: F401  pylint: disable=g-import-not-at-top
 
 
-if not os.environ.get("SYNTH_MTF_NO_TASKS"):
-  _import_registries()
+_import_registries()

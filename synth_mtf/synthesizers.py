@@ -47,8 +47,22 @@ class SynthesisContext(object):
       incremental-decoding state (returns the full cached tensor).
   """
 
-  def __init__(self, **kwargs):
-    self.__dict__.update(kwargs)
+  def __init__(self, context, x, m, heads_dim, kv_dim, model_dim, length_dim,
+               memory_length_dim, max_length, query_position, memory_position,
+               decode_position, remember):
+    self.context = context
+    self.x = x
+    self.m = m
+    self.heads_dim = heads_dim
+    self.kv_dim = kv_dim
+    self.model_dim = model_dim
+    self.length_dim = length_dim
+    self.memory_length_dim = memory_length_dim
+    self.max_length = max_length
+    self.query_position = query_position
+    self.memory_position = memory_position
+    self.decode_position = decode_position
+    self.remember = remember
 
   @property
   def incremental(self):

@@ -18,6 +18,8 @@ import seqio
 from t5.evaluation import metrics
 import tensorflow.compat.v2 as tf
 
+from synth_mtf.tasks.features import features
+
 SPLIT_SIZES = {"train": 50000, "validation": 256, "test": 256}
 SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 LETTERS = string.ascii_lowercase
@@ -60,10 +62,7 @@ def _lm_dataset_fn(split, shuffle_files=False, seed=None):
   return tf.data.Dataset.from_tensor_slices({"targets": texts})
 
 
-BYTE_FEATURES = {
-    "inputs": seqio.Feature(seqio.ByteVocabulary(), add_eos=True),
-    "targets": seqio.Feature(seqio.ByteVocabulary(), add_eos=True),
-}
+BYTE_FEATURES = features(seqio.ByteVocabulary())
 
 for _op in ("reverse", "copy"):
   _name = "synth_mtf_%s" % _op

@@ -33,6 +33,8 @@ from t5.data import preprocessors as t5_preprocessors
 from t5.evaluation import metrics
 import tensorflow.compat.v2 as tf
 
+from synth_mtf.tasks.features import features
+
 VOCAB = seqio.ByteVocabulary()
 SPLITS = ("train", "validation")
 
@@ -169,10 +171,12 @@ def local_classification(split,
   """
   path = _split_path("local_classification", split, train_path,
                      validation_path)
-  examples = read_table(path, "local_classification", split, file_format,
-                        label_column, text_columns, header, labels,
-                        backslash_is_newline, task_prefix, encoding,
-                        skip_malformed, targets_length=_bound_targets_length())
+  examples = read_table(
+      path, "local_classification", split, file_format=file_format,
+      label_column=label_column, text_columns=text_columns, header=header,
+      labels=labels, backslash_is_newline=backslash_is_newline,
+      task_prefix=task_prefix, encoding=encoding,
+      skip_malformed=skip_malformed, targets_length=_bound_targets_length())
   rows = {"train": train_rows, "validation": validation_rows}.get(split)
   if rows is None:
     return examples
@@ -184,7 +188,7 @@ def local_classification(split,
   return examples[start:stop]
 
 
-def read_table(path, name, split, file_format, label_column, text_columns,
+def read_table(path, name, split, *, file_format, label_column, text_columns,
                header, labels, backslash_is_newline, task_prefix, encoding,
                skip_malformed, targets_length=None):
   """Rows of a TSV/CSV as examples; `name` is the gin configurable (errors).
@@ -355,8 +359,11 @@ def local_dialogue(split, train_path=None, validation_path=None,
   next utterance. inputs = "dialogue: <context>", targets = response.
   """
   path = _split_path("local_dialogue", split, train_path, validation_path)
-  return read_table(path, "local_dialogue", split, "tsv", 1, (0,), False, None,
-                    False, "dialogue", encoding, skip_malformed)
+  return read_table(
+      path, "local_dialogue", split, file_format="tsv", label_column=1,
+      text_columns=(0,), header=False, labels=None,
+      backslash_is_newline=False, task_prefix="dialogue", encoding=encoding,
+      skip_malformed=skip_malformed)
 
 
 @gin.configurable
@@ -380,8 +387,7 @@ def local_lm(split,
   return rows.done()
 
 
-FEATURES = {"inputs": seqio.Feature(VOCAB, add_eos=True),
-            "targets": seqio.Feature(VOCAB, add_eos=True)}
+FEATURES = features(VOCAB)
 
 
 def labels_fit(dataset, sequence_length=None):

@@ -22,9 +22,10 @@ from t5.data.utils import get_default_vocabulary
 from t5.evaluation import metrics
 import tensorflow.compat.v2 as tf
 
+from synth_mtf.tasks.features import features
+
 VOCAB = get_default_vocabulary()  # T5 default SentencePiece (GCS)
-FEATURES = {"inputs": seqio.Feature(VOCAB, add_eos=True),
-            "targets": seqio.Feature(VOCAB, add_eos=True)}
+FEATURES = features(VOCAB)
 AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")
 IMDB_LABELS = ("negative", "positive")
 

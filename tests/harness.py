@@ -13,6 +13,8 @@ from mesh_tensorflow.transformer import transformer
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from synth_mtf.attention import SynthesizerAttention
+
 tf.disable_v2_behavior()
 
 BATCH, LENGTH, D_MODEL = "batch", "length", "d_model"
@@ -214,3 +216,32 @@ def lm_full_vs_incremental(layer_fn, tokens, vocab=11, d_model=8, seed=3,
       sess.run(lowering.copy_masters_to_slices())
       res = sess.run(tf_out)
   return res[0], np.stack(res[1:], axis=1), state_sizes
+
+
+# ---- the small layer most tests use ------------------------------------------
+
+D, H, KV, N = 8, 2, 4, 8  # d_model, heads, d_kv, max_length
+VARIANTS = [["random"], ["fixed_random"], ["factorized_random"], ["dense"],
+            ["factorized_dense"], ["dot_product"], ["random", "dense"],
+            ["random", "dot_product"], ["dense", "dot_product"],
+            ["factorized_random", "dot_product"],
+            ["random", "factorized_dense", "dot_product"]]
+# two rows: a packed row (segments 1, 2 and padding 0) and a full row
+SEQ = [[1, 1, 1, 2, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1, 1]]
+
+
+def make_layer(kinds, **kw):
+  return SynthesizerAttention(synthesizers=kinds, max_length=N, num_heads=H,
+                              key_value_size=KV, **kw)
+
+
+def alpha_values(kinds):
+  """Distinct alpha per head, so a test fails if alpha were shared or unused."""
+  if len(kinds) < 2:
+    return None
+  a = np.random.RandomState(5).randn(H, len(kinds)).astype(np.float32) * 2
+  return {"alpha": a}
+
+
+def x_input(b=2, n=8, seed=0):
+  return np.random.RandomState(seed).randn(b, n, D).astype(np.float32)

@@ -5,7 +5,7 @@ import pytest
 
 import harness
 from synth_mtf.attention import SynthesizerAttention
-from test_layer import SEQ, VARIANTS, alpha_values, make_layer, x_input
+from harness import SEQ, VARIANTS, alpha_values, make_layer, x_input  # pylint: disable=g-multiple-import
 
 PURE = {"random", "fixed_random", "factorized_random", "dense",
         "factorized_dense"}

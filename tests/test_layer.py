@@ -4,24 +4,10 @@ import numpy as np
 import pytest
 
 import harness
+from harness import D, H, KV, N, SEQ, VARIANTS, alpha_values, make_layer, x_input  # pylint: disable=g-multiple-import
 import reference
 from synth_mtf import synthesizers
 from synth_mtf.attention import SynthesizerAttention
-
-D, H, KV, N = 8, 2, 4, 8  # d_model, heads, d_kv, max_length
-VARIANTS = [["random"], ["fixed_random"], ["factorized_random"], ["dense"],
-            ["factorized_dense"], ["dot_product"], ["random", "dense"],
-            ["random", "dot_product"], ["dense", "dot_product"],
-            ["factorized_random", "dot_product"],
-            ["random", "factorized_dense", "dot_product"]]
-# two rows: a packed row (segments 1, 2 and padding 0) and a full row
-SEQ = [[1, 1, 1, 2, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 1, 1]]
-
-
-def make_layer(kinds, **kw):
-  return SynthesizerAttention(synthesizers=kinds, max_length=N, num_heads=H,
-                              key_value_size=KV, **kw)
-
 
 def weights_of(out, kinds):
   w = {"v": harness.var(out, "/v"), "o": harness.var(out, "/o")}
@@ -31,18 +17,6 @@ def weights_of(out, kinds):
     w[k] = {n.split("/")[-1]: v for n, v in out["vars"].items()
             if "/%s/" % k in n}
   return w
-
-
-def alpha_values(kinds):
-  """Distinct alpha per head, so a test fails if alpha were shared or unused."""
-  if len(kinds) < 2:
-    return None
-  a = np.random.RandomState(5).randn(H, len(kinds)).astype(np.float32) * 2
-  return {"alpha": a}
-
-
-def x_input(b=2, n=8, seed=0):
-  return np.random.RandomState(seed).randn(b, n, D).astype(np.float32)
 
 
 @pytest.mark.parametrize("kinds", VARIANTS, ids="+".join)

@@ -8,7 +8,7 @@ from mesh_tensorflow.transformer import attention as mtf_attention
 from mesh_tensorflow.transformer import transformer_layers
 
 import harness
-from test_layer import make_layer
+from harness import make_layer
 
 
 def stock_random(**kw):
