@@ -3,7 +3,7 @@
 # Idempotent: re-installs only when the lock files or setup.cfg change.
 # The lock is a complete `pip freeze`, installed with --no-deps: TF 2.12 caps
 # typing-extensions below what torch (imported by t5) needs, so a resolver run
-# would refuse; the pinned set is known to run the stock CLI (see DESIGN notes).
+# would refuse; the pinned set is the one verified to run the stock CLI on CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}

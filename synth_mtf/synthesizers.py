@@ -137,8 +137,8 @@ class SynthesizingFunction(object):
     Each function applies scale where it is cheapest (a table, a weight
     matrix or the queries), never to a [batch, heads, length, memory] tensor:
     there the multiply and the reduction of alpha's gradient would cost passes
-    over the largest tensor of the layer (measured at length 512: D+V went
-    from 0.74x to 0.92x vanilla's training steps/s)."""
+    over the largest tensor of the layer (bench/README.md has the
+    measurement)."""
     raise NotImplementedError
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
@@ -196,8 +196,7 @@ def _take_row(t, position):
   """t at `position` along max_length: [position's dims..., t's other dims].
 
   A real gather: mtf.gather is a one-hot einsum, i.e. a pass over the whole
-  table per decoding step (measured, context 512: Syn(R) decoded at 1.33x
-  vanilla's tokens/s with mtf.gather, 1.74x with this)."""
+  table per decoding step (bench/README.md has the measurement)."""
   dim = t.shape.get_dim_by_name(MAX_LENGTH_DIM)
   axis = t.shape.dims.index(dim)
   rest = t.shape.dims[:axis] + t.shape.dims[axis + 1:]

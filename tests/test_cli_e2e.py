@@ -85,7 +85,7 @@ def test_beam_search_with_cached_keys(tmp_path):
 
 
 def test_multiprocessor_mesh_through_the_cli(tmp_path):
-  """model:2,batch:2 with heads split over 'model' (the DESIGN notes' recipe)."""
+  """model:2,batch:2 with heads split over 'model', one CPU listed 4 times."""
   mesh = ["utils.run.mesh_shape='model:2,batch:2'",
           "utils.run.mesh_devices=['cpu:0','cpu:0','cpu:0','cpu:0']",
           "utils.run.layout_rules='batch:batch,heads:model,d_ff:model,"
