@@ -299,8 +299,12 @@ def advice(rows, cap_gib):
     stop = min((n for n, r in mine.items() if r["status"] != "ok"),
                default=None)
     at = mine.get(2048, {})
+    reach = "none" if longest[v] is None else str(longest[v])
+    if longest[v] and stop is None:  # nothing stopped it (yet)
+      reach += (" (the longest run)" if longest[v] == tried[-1] else
+                " (longer not run yet)")
     table += "| %s | %s | %s | %s | %s | %s |\n" % (
-        v, longest[v] or "none", fmt(at.get("peak_rss_bytes") if at.get(
+        v, reach, fmt(at.get("peak_rss_bytes") if at.get(
             "status") == "ok" else None, GIB), fmt(at.get("param_bytes"),
                                                    2 ** 20, 0),
         fmt(at.get("steps_per_sec") or None, 1, 4),
@@ -475,6 +479,8 @@ def train(args):
       rows = [r for r in rows if (r["length"], r["variant"]) != (length, v)]
       rows.append(row)
       write(args.out, stamps, rows, args.rss_cap_gib)
+  if rows:  # also when all was measured before: the tables in this version
+    write(args.out, stamps, rows, args.rss_cap_gib)
   print("wrote %s/memory.{csv,md,json,png}" % args.out)
 
 

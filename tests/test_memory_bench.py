@@ -56,7 +56,7 @@ def test_memory_smoke(tmp_path):
   assert by[16, "vanilla"]["param_bytes"] == by[64, "vanilla"]["param_bytes"]
   md = (out / "memory.md").read_text()
   assert "`memory.py --tiny --lengths 16 64" in md and "commit" in md
-  assert "| vanilla | 64 |" in md  # the summary: longest length that trains
+  assert "| vanilla | 64 (the longest run) |" in md  # the summary
   assert (out / "memory.png").stat().st_size > 0
   # resumable: measured rows are not run again
   again = run(*args)
