@@ -147,7 +147,12 @@ def plan(kind, data, variants, seeds, only):
   return [r for _, r in sorted(out)]
 
 
-def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result):
+def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
+        committed=()):
+  """Train and evaluate `runs` in order; a run found in `committed` (the
+  results JSON of an earlier invocation, with the same eval steps) is taken
+  from there, so the benchmark resumes from what was committed even on a
+  machine without the earlier model dirs."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   all_variants = LM_VARIANTS if kind == "lm" else CLS_VARIANTS
   specs = datasets(kind, data)
@@ -161,8 +166,22 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result):
       if not os.path.exists(path):
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
+  other = sorted({r["run"] for r in committed
+                  if [step for step, _ in r["curve"]] != eval_steps})
+  if other:
+    raise SystemExit("the committed results (--out) hold runs evaluated at "
+                     "other steps than %s (e.g. %s): pass another --out for "
+                     "these settings" % (eval_steps[:3] + ["..."], other[:3]))
+  finished = {(r["dataset"], r["variant"], r["seed"]): r for r in committed}
+  # committed runs outside this invocation's plan stay in the tables
+  kept = [r for k, r in finished.items() if k not in set(runs)]
   rows = []
   for dataset, variant, seed in runs:
+    if (dataset, variant, seed) in finished:
+      print("[quality] %s %s seed %d: committed before, skipped"
+            % (dataset, variant, seed), flush=True)
+      rows.append(finished[(dataset, variant, seed)])
+      continue
     bindings, eval_files, eval_bindings, metric = specs[dataset]
     gin_file, extra = all_variants[variant]
     sweep = sweep_lib.Sweep(
@@ -188,7 +207,9 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result):
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed)
     rows.append(r)
-    on_result(rows)
+    on_result(rows + kept)
+  if rows and all(k in finished for k in runs):
+    on_result(rows + kept)  # nothing new: tables as committed, restamped
   return rows
 
 
@@ -328,7 +349,9 @@ def main(argv=None):
                  help="comma-separated subset (default: all of the table)")
   p.add_argument("--datasets", default=None,
                  help="comma-separated subset (cls: sst2,ag_news)")
-  p.add_argument("--out", default=os.path.join(HERE, "results", "quality"))
+  p.add_argument("--out", default=os.path.join(HERE, "results", "quality"),
+                 help="tables; runs already in its JSON are not run again "
+                 "(use another --out for other settings)")
   p.add_argument("--work_dir", default=os.path.join(HERE, "..", "runs",
                                                     "quality"),
                  help="model dirs (not committed); finished runs are reused")
@@ -342,9 +365,15 @@ def main(argv=None):
               args.seeds, args.datasets.split(",") if args.datasets else None)
   steps = args.steps or {"lm": 3000, "cls": 2000}[args.kind]
   info = stamp()
+  results = os.path.join(args.out, "quality_%s.json" % args.kind)
+  committed = []
+  if os.path.exists(results):
+    with open(results) as f:
+      committed = json.load(f)["runs"]
   run(args.kind, data, runs, steps, args.eval_every, args.dropout,
       os.path.join(args.work_dir, args.kind),
-      lambda rows: summarize(args.kind, rows, args.out, info, len(runs)))
+      lambda rows: summarize(args.kind, rows, args.out, info, len(runs)),
+      committed)
 
 
 if __name__ == "__main__":

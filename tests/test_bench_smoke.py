@@ -63,8 +63,13 @@ def test_quality_smoke(tmp_path):
   config = (stock / "operative_config.gin").read_text()
   assert "mesh_train_dataset_fn.pack = False" in config
   assert "Synthesizer.synthesize_mode = 'random'" in config
-  # finished runs are not trained again
-  assert "done before, skipped" in run(*args)
+  # finished runs are not trained again, even without their model dirs: the
+  # committed results JSON is the state a later session resumes from
+  again = run(*args[:-1], str(tmp_path / "fresh_runs"))
+  assert again.count("committed before, skipped") == 2
+  assert not (tmp_path / "fresh_runs").exists()
+  with open(tmp_path / "quality_lm.csv") as f:
+    assert list(csv.DictReader(f)) == rows
 
 
 def test_decode_smoke(tmp_path):
