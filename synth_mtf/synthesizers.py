@@ -15,6 +15,7 @@ examples into one row) gets exactly the logits it would get alone. The stock
 mesh-tensorflow release slices by absolute offset instead.
 """
 
+import dataclasses
 import math
 
 import gin
@@ -25,7 +26,8 @@ MAX_LENGTH_DIM = "max_length"
 MAX_MEMORY_LENGTH_DIM = "max_memory_length"
 
 
-class SynthesisContext(object):
+@dataclasses.dataclass
+class SynthesisContext:
   """What a synthesizing function needs to know about the current call.
 
   Built by `SynthesizerAttention.call`; see there for the meaning of each field.
@@ -47,22 +49,19 @@ class SynthesisContext(object):
       incremental-decoding state (returns the full cached tensor).
   """
 
-  def __init__(self, context, x, m, heads_dim, kv_dim, model_dim, length_dim,
-               memory_length_dim, max_length, query_position, memory_position,
-               decode_position, remember):
-    self.context = context
-    self.x = x
-    self.m = m
-    self.heads_dim = heads_dim
-    self.kv_dim = kv_dim
-    self.model_dim = model_dim
-    self.length_dim = length_dim
-    self.memory_length_dim = memory_length_dim
-    self.max_length = max_length
-    self.query_position = query_position
-    self.memory_position = memory_position
-    self.decode_position = decode_position
-    self.remember = remember
+  context: object
+  x: object
+  m: object
+  heads_dim: object
+  kv_dim: object
+  model_dim: object
+  length_dim: object
+  memory_length_dim: object
+  max_length: int
+  query_position: object
+  memory_position: object
+  decode_position: object
+  remember: object
 
   @property
   def incremental(self):

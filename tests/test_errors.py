@@ -186,51 +186,51 @@ def test_synthesizers_refuse_cross_attention():
           "SynthesizerAttention.max_length = 8")
 
 
-def test_checkpoint_of_another_variant_unit(tmp_path):
-  """The build-time check, without the CLI: a Random checkpoint, a Dense layer."""
+def save_checkpoint(path, shapes):
+  """A TF checkpoint (model.ckpt-3) holding variables {name: shape}."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    for name, shape in shapes.items():
+      tf.get_variable(name, shape)
+    with tf.Session() as s:
+      s.run(tf.global_variables_initializer())
+      tf.train.Saver().save(s, str(path / "model.ckpt"), global_step=3)
+
+
+def check_layer_against(path, scope, shapes):
+  """Build mtf variables {name under scope: shape} and run the build-time
+  check of scope's layer against path's checkpoint."""
   import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from synth_mtf import attention  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():
-    tf.get_variable("enc/layer/SynthesizerAttention/random/R", [2, 8, 8])
-    tf.get_variable("enc/layer/SynthesizerAttention/v", [8, 2, 4])
-    with tf.Session() as s:
-      s.run(tf.global_variables_initializer())
-      tf.train.Saver().save(s, str(tmp_path / "model.ckpt"), global_step=3)
-  with tf.Graph().as_default():
     graph = mtf.Graph()
     mesh = mtf.Mesh(graph, "m")
-    for name, dims in [("W1", [8, 2, 4]), ("v", [8, 2, 4])]:
-      with tf.variable_scope("enc/layer/SynthesizerAttention"):
-        mtf.get_variable(mesh, ("dense/" if name == "W1" else "") + name,
-                         mtf.Shape([mtf.Dimension("a%d" % i, n)
-                                    for i, n in enumerate(dims)]))
-    with pytest.raises(ValueError, match=r"holds a checkpoint \(model.ckpt-3\) "
-                       r"written by a different model.*random/R"):
-      attention._check_against_checkpoint(  # pylint: disable=protected-access
-          graph, "enc/layer/SynthesizerAttention", str(tmp_path))
+    with tf.variable_scope(scope):
+      for name, dims in shapes.items():
+        mtf.get_variable(mesh, name, mtf.Shape(
+            [mtf.Dimension("a%d" % i, n) for i, n in enumerate(dims)]))
+    attention._check_against_checkpoint(graph, scope, str(path))  # pylint: disable=protected-access
+
+
+def test_checkpoint_of_another_variant_unit(tmp_path):
+  """The build-time check, without the CLI: a Random checkpoint, a Dense layer."""
+  scope = "enc/layer/SynthesizerAttention"
+  save_checkpoint(tmp_path, {scope + "/random/R": [2, 8, 8],
+                             scope + "/v": [8, 2, 4]})
+  with pytest.raises(ValueError, match=r"holds a checkpoint \(model.ckpt-3\) "
+                     r"written by a different model.*random/R"):
+    check_layer_against(tmp_path, scope, {"dense/W1": [8, 2, 4],
+                                          "v": [8, 2, 4]})
 
 
 def test_checkpoint_error_shows_shapes_that_differ(tmp_path):
   """Same names, another max_length: the shapes are what differs."""
-  import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
-  from synth_mtf import attention  # pylint: disable=g-import-not-at-top
-  with tf.Graph().as_default():
-    tf.get_variable("enc/layer/SynthesizerAttention/random/R", [2, 8, 8])
-    with tf.Session() as s:
-      s.run(tf.global_variables_initializer())
-      tf.train.Saver().save(s, str(tmp_path / "model.ckpt"), global_step=3)
-  with tf.Graph().as_default():
-    graph = mtf.Graph()
-    mesh = mtf.Mesh(graph, "m")
-    with tf.variable_scope("enc/layer/SynthesizerAttention"):
-      mtf.get_variable(mesh, "random/R", mtf.Shape(
-          [mtf.Dimension("h", 2), mtf.Dimension("a", 4), mtf.Dimension("b", 4)]))
-    with pytest.raises(ValueError, match=r"Shapes differ: random/R: \[2, 4, 4\] "
-                       r"here, \[2, 8, 8\] in the checkpoint"):
-      attention._check_against_checkpoint(  # pylint: disable=protected-access
-          graph, "enc/layer/SynthesizerAttention", str(tmp_path))
+  scope = "enc/layer/SynthesizerAttention"
+  save_checkpoint(tmp_path, {scope + "/random/R": [2, 8, 8]})
+  with pytest.raises(ValueError, match=r"Shapes differ: random/R: \[2, 4, 4\] "
+                     r"here, \[2, 8, 8\] in the checkpoint"):
+    check_layer_against(tmp_path, scope, {"random/R": [2, 4, 4]})
 
 
 @pytest.mark.parametrize("kinds,alpha_init,match", [
