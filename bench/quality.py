@@ -81,6 +81,13 @@ CLS_VARIANTS.update(_stock("models/encoder_only/stock_synthesizer.gin"))
 SEEDED = ["utils.run.train_dataset_fn = "
           "@synth_mtf.reproducible.seeded_train_dataset_fn"]
 METRIC = {"lm": "perplexity", "cls": "accuracy"}
+PACKING = {
+    "lm": "Training batches are packed as T5 packs them (several documents per "
+          "row) for every row but those marked /unpacked; stock_* is "
+          "mesh-tensorflow's own Synthesizer, whose tables are indexed by the "
+          "offset in the packed row.",
+    "cls": "Training batches are not packed (one example per row) for any "
+           "row; stock_* is mesh-tensorflow's own Synthesizer."}
 
 
 def datasets(kind, data):
@@ -228,7 +235,7 @@ def curve_rows(kind, runs):
   return out
 
 
-def summarize(kind, runs, out, info, planned):
+def summarize(kind, runs, out, info, planned, dropout):
   """Write <kind>.csv/.json/.md/.png from the finished runs (called after
   every run, so a partial benchmark has its tables too)."""
   metric = METRIC[kind]
@@ -250,9 +257,10 @@ def summarize(kind, runs, out, info, planned):
           else "validation accuracy, % (higher is better)")
   with open(os.path.join(out, name + ".md"), "w") as f:
     f.write("# Quality: %s\n\n`%s` at commit %s, %s, on %s.\n\n%s. %d of %d "
-            "runs finished.\n\n" % (name, info["command"], info["commit"],
-                                    info["date"], info["machine"], what,
-                                    len(runs), planned))
+            "runs finished. Dropout %s for every variant. %s\n\n" % (
+                name, info["command"], info["commit"], info["date"],
+                info["machine"], what, len(runs), planned, dropout,
+                PACKING[kind]))
     for ds in sorted({k[0] for k in curves}):
       f.write("## %s\n\n| variant | seeds | last step | at last step: mean "
               "(min-max) | best over steps: mean (min-max) | best step "
@@ -372,7 +380,8 @@ def main(argv=None):
       committed = json.load(f)["runs"]
   run(args.kind, data, runs, steps, args.eval_every, args.dropout,
       os.path.join(args.work_dir, args.kind),
-      lambda rows: summarize(args.kind, rows, args.out, info, len(runs)),
+      lambda rows: summarize(args.kind, rows, args.out, info, len(runs),
+                             args.dropout),
       committed)
 
 
