@@ -342,15 +342,18 @@ WHEN = (
     "are made, Q K^T, not the N x N weights), so activation memory and the "
     "weights x values matmul grow with N^2 for all of them; what differs is "
     "the rest. R, Fix and R+V carry a heads x N x N table per self-attention "
-    "layer, so their parameters (and, for R and R+V, gradients) grow with "
-    "N^2 too and take over past a few thousand tokens; Adafactor factors the "
-    "table's slots, which stay small. FR keeps the table at 2 x heads x N x "
-    "k, D's second projection grows with N and FD's with sqrt(N), vanilla's "
-    "parameters do not depend on N. LightConv (a local window of 7) is the "
-    "only one whose cost is linear in N, and it is not global attention. For "
-    "long inputs: prefer FR (or D/FD) to R, Fix and R+V, which pay N^2 twice; "
-    "vanilla and D+V pay for Q and K on top of the N^2 weights; reach for "
-    "LightConv when the task is local.")
+    "layer, so their parameters grow with N^2 too, and R and R+V also hold "
+    "its gradient (Adafactor factors the table's slots, which stay small). FR "
+    "keeps its table at 2 x heads x N x k; D's second projection grows with "
+    "N and FD's with sqrt(N), though FD's factorized logits take more "
+    "activation memory than D's in this implementation (see the rows). "
+    "Vanilla's parameters do not depend on N. LightConv (a local window of 7) "
+    "is the only one whose FLOPs are linear in N, and it is not global "
+    "attention. For long inputs on a fixed memory budget: FR and D (and Fix, "
+    "where a table fixed at initialisation will do) reach furthest among the "
+    "global variants; R and R+V pay N^2 twice, vanilla and the +V mixtures "
+    "pay for Q and K on top of the N^2 weights; LightConv when the task is "
+    "local.")
 
 
 def write(out, stamps, rows, cap_gib):
