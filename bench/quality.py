@@ -3,6 +3,7 @@ the same way.
 
   python bench/quality.py lm  [--data ../shared/data] [--steps 3000]
   python bench/quality.py cls [--data ../shared/data] [--steps 2000]
+  python bench/quality.py pretrain [--pretrain_steps 2000] [--steps 2000]
 
 lm:  WikiText-2 language modelling, decoder-only, byte level: train on the test
      split, validation perplexity per byte (Table 2's rows: Transformer, R, Fix,
@@ -10,7 +11,11 @@ lm:  WikiText-2 language modelling, decoder-only, byte level: train on the test
 cls: encoding-only classification (Table 7's rows: Transformer, Linformer, R,
      FR, FR+V, D, in the encoder), SST-2 (train / dev) and AG News (first 6,600
      rows train, last 1,000 eval), accuracy.
-Both add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
+pretrain: a small Table 5/6 (the paper's and Narang et al.'s protocol): T5's
+     span corruption on the WikiText-2 text for the Transformer, R, FR, D, R+V
+     and D+V (encoder-decoder), then finetuning on SST-2 and AG News from each
+     checkpoint, next to the same models trained from scratch.
+lm and cls add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
 rows in its modes, at our model's heads and key size.
 
 Every run is evaluated at every --eval_every steps (a learning curve), with
@@ -27,6 +32,7 @@ vs step, seed spread as a band).
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -77,23 +83,50 @@ CLS_VARIANTS = {  # classification is never packed (see datasets())
     "D": ("models/encoder_only/dense.gin", []),
 }
 CLS_VARIANTS.update(_stock("models/encoder_only/stock_synthesizer.gin"))
+# Pretrain, then finetune (the paper's Tables 5/6 and Narang et al.'s protocol,
+# small): encoder-decoder models, every self-attention replaced.
+PRETRAIN_VARIANTS = {v: (LM_VARIANTS[v][0], []) for v in
+                     ("Transformer", "R", "FR", "D", "R+V", "D+V")}
+FINETUNE_VARIANTS = {}
+for _v, (_f, _) in PRETRAIN_VARIANTS.items():
+  FINETUNE_VARIANTS[_v + "/pretrained"] = (_f, [])
+  FINETUNE_VARIANTS[_v + "/scratch"] = (_f, [])
+VARIANTS = {"lm": LM_VARIANTS, "cls": CLS_VARIANTS,
+            "pretrain": PRETRAIN_VARIANTS, "finetune": FINETUNE_VARIANTS}
 
 SEEDED = ["utils.run.train_dataset_fn = "
           "@synth_mtf.reproducible.seeded_train_dataset_fn"]
-METRIC = {"lm": "perplexity", "cls": "accuracy"}
+METRIC = {"lm": "perplexity", "cls": "accuracy", "pretrain": "perplexity",
+          "finetune": "accuracy"}
 PACKING = {
     "lm": "Training batches are packed as T5 packs them (several documents per "
           "row) for every row but those marked /unpacked; stock_* is "
           "mesh-tensorflow's own Synthesizer, whose tables are indexed by the "
           "offset in the packed row.",
     "cls": "Training batches are not packed (one example per row) for any "
-           "row; stock_* is mesh-tensorflow's own Synthesizer."}
+           "row; stock_* is mesh-tensorflow's own Synthesizer.",
+    "pretrain": "T5's span corruption on the WikiText-2 text (packed, as T5 "
+                "pretrains); encoder-decoder models, every self-attention "
+                "replaced.",
+    "finetune": "Encoder-decoder models, every self-attention replaced, "
+                "finetuned (not packed) from their span-corruption checkpoint "
+                "(/pretrained, steps counted from the start of finetuning) or "
+                "trained from scratch (/scratch)."}
 
 
 def datasets(kind, data):
   """name -> (bindings, eval gin files, eval bindings, CLI metric)."""
+  wiki = os.path.join(data, "wikitext2")
+  if kind == "pretrain":
+    return {"span_corruption": ([
+        "MIXTURE_NAME = 'synth_mtf_local_span_corruption'",
+        "utils.run.sequence_length = {'inputs': 128, 'targets': 32}",
+        "local_lm.train_path = %r" % os.path.join(wiki, "wiki.test.tokens"),
+        "local_lm.validation_path = %r" % os.path.join(wiki,
+                                                       "wiki.valid.tokens"),
+    ], ["perplexity_eval.gin"], ["utils.run.perplexity_eval_steps = 50"],
+                                 "neg_log_perplexity")}
   if kind == "lm":
-    wiki = os.path.join(data, "wikitext2")
     return {"wikitext2": ([
         "utils.run.model_type = 'lm'",
         "MIXTURE_NAME = 'synth_mtf_local_lm'",
@@ -135,19 +168,22 @@ def plan(kind, data, variants, seeds, only):
   """[(dataset, variant, seed)] in the order they run: every variant's first
   two seeds before any third seed, ours before the stock rows, so that a
   partial benchmark already covers the table."""
-  all_variants = LM_VARIANTS if kind == "lm" else CLS_VARIANTS
+  all_variants = VARIANTS[kind]
   unknown = set(variants or ()) - set(all_variants)
   if unknown:
     raise SystemExit("unknown variants %s; choose from %s"
                      % (sorted(unknown), list(all_variants)))
   names = list(variants or all_variants)
-  order = list(datasets(kind, data))
+  order = list(datasets("cls" if kind == "finetune" else kind, data))
   out = []
   for dataset in order:
     if only and dataset not in only:
       continue
     for i, v in enumerate(names):
-      for s in seeds or ([1, 2, 3] if v in THREE_SEEDS else [1, 2]):
+      default = ([1] if kind == "pretrain" else
+                 [1, 2, 3] if v in THREE_SEEDS and kind != "finetune"
+                 else [1, 2])
+      for s in seeds or default:
         extra = v.startswith("stock_") or v.endswith("/unpacked")
         out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),
                     (dataset, v, s)))
@@ -155,14 +191,15 @@ def plan(kind, data, variants, seeds, only):
 
 
 def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
-        committed=()):
+        committed=(), pretrained=None):
   """Train and evaluate `runs` in order; a run found in `committed` (the
   results JSON of an earlier invocation, with the same eval steps) is taken
   from there, so the benchmark resumes from what was committed even on a
-  machine without the earlier model dirs."""
+  machine without the earlier model dirs. pretrained: fn(variant, seed) ->
+  (checkpoint, its step), for the finetune kind's /pretrained rows."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  all_variants = LM_VARIANTS if kind == "lm" else CLS_VARIANTS
-  specs = datasets(kind, data)
+  all_variants = VARIANTS[kind]
+  specs = datasets("cls" if kind == "finetune" else kind, data)
   eval_steps = list(range(eval_every, steps + 1, eval_every))
   if not eval_steps or eval_steps[-1] != steps:
     raise SystemExit("--steps %d must be a multiple of --eval_every %d"
@@ -173,8 +210,8 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       if not os.path.exists(path):
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
-  other = sorted({r["run"] for r in committed
-                  if [step for step, _ in r["curve"]] != eval_steps})
+  other = sorted({r["run"] for r in committed if [
+      step - r.get("offset", 0) for step, _ in r["curve"]] != eval_steps})
   if other:
     raise SystemExit("the committed results (--out) hold runs evaluated at "
                      "other steps than %s (e.g. %s): pass another --out for "
@@ -191,13 +228,17 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       continue
     bindings, eval_files, eval_bindings, metric = specs[dataset]
     gin_file, extra = all_variants[variant]
+    offset = 0
+    if variant.endswith("/pretrained"):  # init_checkpoint's step comes over
+      checkpoint, offset = pretrained(variant.split("/")[0], seed)
+      extra = extra + ["utils.run.init_checkpoint = %r" % checkpoint]
     sweep = sweep_lib.Sweep(
         variants={variant: gin_file},
         base_gin_files=["experiments/bench_small.gin"],
         grid={"seeded_train_dataset_fn.seed": [seed]},
         bindings=bindings + extra + SEEDED + [
             "dropout_rate = %s" % dropout,
-            "utils.run.train_steps = %d" % steps,
+            "utils.run.train_steps = %d" % (offset + steps),
             "utils.run.save_checkpoints_steps = %d" % eval_every,
             # checkpoints are written at the end of a loop (100 steps by
             # default): make the loops end on every eval step
@@ -206,13 +247,14 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
         eval_gin_files=eval_files,
         eval_bindings=["run.dataset_split = 'validation'",
                        "utils.get_variable_dtype.activation_dtype = 'float32'"]
-        + eval_bindings, metric=metric, eval_steps=eval_steps)
+        + eval_bindings, metric=metric,
+        eval_steps=[offset + step for step in eval_steps])
     d = os.path.join(work_dir, dataset)
     os.makedirs(d, exist_ok=True)
     (run_id, v, f, crossed), = sweep.runs()
     r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
-    r.update(dataset=dataset, seed=seed)
+    r.update(dataset=dataset, seed=seed, offset=offset)
     rows.append(r)
     on_result(rows + kept)
   if rows and all(k in finished for k in runs):
@@ -221,11 +263,13 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
 
 
 def curve_rows(kind, runs):
-  """One row per (dataset, variant, seed, step) in the metric's own units."""
+  """One row per (dataset, variant, seed, step) in the metric's own units;
+  steps counted from the start of the run's own training (finetuning)."""
   out = []
   for r in runs:
     for step, value in r["curve"]:
-      if kind == "lm":  # neg log perplexity per byte -> perplexity per byte
+      step -= r.get("offset", 0)
+      if METRIC[kind] == "perplexity":  # neg log perplexity -> perplexity
         value = math.exp(-value)
       elif value <= 1.0 and "accuracy" in r["metric"]:
         value *= 100.0
@@ -239,7 +283,7 @@ def summarize(kind, runs, out, info, planned, dropout):
   """Write <kind>.csv/.json/.md/.png from the finished runs (called after
   every run, so a partial benchmark has its tables too)."""
   metric = METRIC[kind]
-  lower = kind == "lm"
+  lower = metric == "perplexity"
   rows = curve_rows(kind, runs)
   name = "quality_%s" % kind
   with open(os.path.join(out, name + ".csv"), "w", newline="") as f:
@@ -343,20 +387,25 @@ def plot(curves, path, what):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  p.add_argument("kind", choices=["lm", "cls"])
+  p.add_argument("kind", choices=["lm", "cls", "pretrain"],
+                 help="pretrain: span corruption, then finetuning (its own "
+                 "tables quality_pretrain.* and quality_finetune.*)")
   p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared",
                                                 "data"))
   p.add_argument("--seeds", type=int, nargs="+", default=None,
                  help="the same seeds for every variant (default: 3 for the "
-                 "main rows, 2 for the rest)")
+                 "main rows, 2 for the rest; pretraining 1)")
   p.add_argument("--steps", type=int, default=None,
-                 help="training steps (default: lm 3000, cls 2000)")
+                 help="training (finetuning) steps (default: lm 3000, cls "
+                 "and finetuning 2000)")
+  p.add_argument("--pretrain_steps", type=int, default=2000)
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--dropout", type=float, default=0.1)
   p.add_argument("--variants", default=None,
-                 help="comma-separated subset (default: all of the table)")
+                 help="comma-separated subset (default: all of the table; "
+                 "pretrain: the base names, e.g. R,D+V)")
   p.add_argument("--datasets", default=None,
-                 help="comma-separated subset (cls: sst2,ag_news)")
+                 help="comma-separated subset (cls, finetuning: sst2,ag_news)")
   p.add_argument("--out", default=os.path.join(HERE, "results", "quality"),
                  help="tables; runs already in its JSON are not run again "
                  "(use another --out for other settings)")
@@ -365,24 +414,50 @@ def main(argv=None):
                  help="model dirs (not committed); finished runs are reused")
   args = p.parse_args(argv)
   import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   from speed import stamp  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
   data = os.path.abspath(args.data)
-  runs = plan(args.kind, data,
-              args.variants.split(",") if args.variants else None,
-              args.seeds, args.datasets.split(",") if args.datasets else None)
-  steps = args.steps or {"lm": 3000, "cls": 2000}[args.kind]
   info = stamp()
-  results = os.path.join(args.out, "quality_%s.json" % args.kind)
-  committed = []
-  if os.path.exists(results):
-    with open(results) as f:
-      committed = json.load(f)["runs"]
-  run(args.kind, data, runs, steps, args.eval_every, args.dropout,
-      os.path.join(args.work_dir, args.kind),
-      lambda rows: summarize(args.kind, rows, args.out, info, len(runs),
-                             args.dropout),
-      committed)
+  variants = args.variants.split(",") if args.variants else None
+  stages = ([("pretrain", args.pretrain_steps, variants),
+             ("finetune", args.steps or 2000, variants and [
+                 "%s/%s" % (v, how) for v in variants
+                 for how in ("pretrained", "scratch")])]
+            if args.kind == "pretrain" else
+            [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
+              variants)])
+
+  def pretrained(variant, seed):
+    """The span-corruption checkpoint of `variant` (seed 1 for every
+    finetuning seed); pretrained again if its model dir is gone."""
+    del seed
+    (run_id, _, _, _), = sweep_lib.Sweep(
+        variants={variant: PRETRAIN_VARIANTS[variant][0]},
+        grid={"seeded_train_dataset_fn.seed": [1]}).runs()
+    step = args.pretrain_steps
+    path = os.path.join(args.work_dir, "pretrain", "span_corruption", run_id,
+                        "model.ckpt-%d" % step)
+    if not os.path.exists(path + ".index"):
+      run("pretrain", data, [("span_corruption", variant, 1)], step,
+          args.eval_every, args.dropout,
+          os.path.join(args.work_dir, "pretrain"), lambda rows: None)
+    return path, step
+
+  for kind, steps, names in stages:
+    runs = plan(kind, data, names, args.seeds,
+                args.datasets.split(",") if args.datasets and
+                kind != "pretrain" else None)
+    results = os.path.join(args.out, "quality_%s.json" % kind)
+    committed = []
+    if os.path.exists(results):
+      with open(results) as f:
+        committed = json.load(f)["runs"]
+    run(kind, data, runs, steps, args.eval_every, args.dropout,
+        os.path.join(args.work_dir, kind),
+        functools.partial(summarize, kind, out=args.out, info=info,
+                          planned=len(runs), dropout=args.dropout),
+        committed, pretrained)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,32 @@ def test_decode_smoke(tmp_path):
   assert float(rows["R+V"]["state_vs_vanilla"]) == 1.0  # V needs its keys
   assert float(rows["R"]["tokens_per_sec"]) > 0
   assert (tmp_path / "decode.png").exists() and (tmp_path / "decode.md").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(DATA), reason="no ../shared/data")
+def test_quality_pretrain_then_finetune_smoke(tmp_path):
+  run(os.path.join(BENCH, "quality.py"), "pretrain", "--data", DATA,
+      "--pretrain_steps", "4", "--steps", "4", "--eval_every", "2",
+      "--variants", "R", "--seeds", "1", "--datasets", "sst2", "--out",
+      str(tmp_path), "--work_dir", str(tmp_path / "runs"))
+  with open(tmp_path / "quality_pretrain.csv") as f:
+    pre = list(csv.DictReader(f))
+  assert [(r["dataset"], r["variant"], r["step"]) for r in pre] == [
+      ("span_corruption", "R", "2"), ("span_corruption", "R", "4")]
+  with open(tmp_path / "quality_finetune.csv") as f:
+    fine = list(csv.DictReader(f))
+  # steps counted from the start of finetuning, for both rows
+  assert [(r["variant"], r["step"]) for r in fine] == [
+      ("R/pretrained", "2"), ("R/pretrained", "4"), ("R/scratch", "2"),
+      ("R/scratch", "4")]
+  runs = tmp_path / "runs"
+  (pretrain,) = (runs / "pretrain" / "span_corruption").glob("R__*")
+  (tuned,) = (runs / "finetune" / "sst2").glob("R_pretrained*")
+  (scratch,) = (runs / "finetune" / "sst2").glob("R_scratch*")
+  config = (tuned / "operative_config.gin").read_text()
+  assert "run.init_checkpoint" in config
+  assert "'%s'" % (pretrain / "model.ckpt-4") in config
+  # it started at the pretraining's step 4 and trained 4 more
+  assert (tuned / "model.ckpt-4.index").exists()
+  assert (tuned / "model.ckpt-8.index").exists()
+  assert not (scratch / "model.ckpt-8.index").exists()
