@@ -117,24 +117,21 @@ PACKING = {
 def datasets(kind, data):
   """name -> (bindings, eval gin files, eval bindings, CLI metric)."""
   wiki = os.path.join(data, "wikitext2")
-  if kind == "pretrain":
-    return {"span_corruption": ([
-        "MIXTURE_NAME = 'synth_mtf_local_span_corruption'",
-        "utils.run.sequence_length = {'inputs': 128, 'targets': 32}",
-        "local_lm.train_path = %r" % os.path.join(wiki, "wiki.test.tokens"),
-        "local_lm.validation_path = %r" % os.path.join(wiki,
-                                                       "wiki.valid.tokens"),
-    ], ["perplexity_eval.gin"], ["utils.run.perplexity_eval_steps = 50"],
-                                 "neg_log_perplexity")}
+  text = ["local_lm.train_path = %r" % os.path.join(wiki, "wiki.test.tokens"),
+          "local_lm.validation_path = %r" % os.path.join(
+              wiki, "wiki.valid.tokens")]
+  perplexity = (["perplexity_eval.gin"],
+                ["utils.run.perplexity_eval_steps = 50"], "neg_log_perplexity")
+  if kind == "pretrain":  # T5's objective on the same text
+    return {"span_corruption": (
+        ["MIXTURE_NAME = 'synth_mtf_local_span_corruption'",
+         "utils.run.sequence_length = {'inputs': 128, 'targets': 32}"] + text,
+        *perplexity)}
   if kind == "lm":
-    return {"wikitext2": ([
-        "utils.run.model_type = 'lm'",
-        "MIXTURE_NAME = 'synth_mtf_local_lm'",
-        "local_lm.train_path = %r" % os.path.join(wiki, "wiki.test.tokens"),
-        "local_lm.validation_path = %r" % os.path.join(wiki,
-                                                       "wiki.valid.tokens"),
-    ], ["perplexity_eval.gin"], ["utils.run.perplexity_eval_steps = 50"],
-                          "neg_log_perplexity")}
+    return {"wikitext2": (["utils.run.model_type = 'lm'",
+                           "MIXTURE_NAME = 'synth_mtf_local_lm'"] + text,
+                          *perplexity)}
+  # cls, and finetune (the same datasets)
   ag = os.path.join(data, "ag_news", "test.csv")
   sst = os.path.join(data, "sst2")
   common = ["MIXTURE_NAME = 'synth_mtf_local_classification'",
@@ -174,7 +171,7 @@ def plan(kind, data, variants, seeds, only):
     raise SystemExit("unknown variants %s; choose from %s"
                      % (sorted(unknown), list(all_variants)))
   names = list(variants or all_variants)
-  order = list(datasets("cls" if kind == "finetune" else kind, data))
+  order = list(datasets(kind, data))
   out = []
   for dataset in order:
     if only and dataset not in only:
@@ -199,7 +196,7 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   (checkpoint, its step), for the finetune kind's /pretrained rows."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   all_variants = VARIANTS[kind]
-  specs = datasets("cls" if kind == "finetune" else kind, data)
+  specs = datasets(kind, data)
   eval_steps = list(range(eval_every, steps + 1, eval_every))
   if not eval_steps or eval_steps[-1] != steps:
     raise SystemExit("--steps %d must be a multiple of --eval_every %d"
