@@ -17,20 +17,15 @@ dot-product attention, values only for a pure synthesizer), in tensors and bytes
 """
 
 import argparse
-import csv
-import json
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-from speed import SIZE, STOCK_LAYER, STOCK_SETTINGS, VARIANTS, stamp  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import benchlib
+from benchlib import SIZE
+from speed import variant_config
 
 DEFAULT_VARIANTS = ["vanilla", "stock_R", "R", "Fix", "FR", "D", "FD", "R+V",
                     "D+V"]
@@ -45,15 +40,11 @@ class Decoder(object):
     from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
     import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
     from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
-    bindings = ["max_length = %d" % context,
-                "SynthesizerAttention.max_length = %d" % context,
-                "utils.run.model_type = 'lm'"]
-    if variant == "stock_R":
-      bindings += ["transformer.make_layer_stack.layers = [%s, "
-                   "@transformer_layers.DenseReluDense]" % STOCK_LAYER]
-      bindings += STOCK_SETTINGS
-    model_graph.parse(["models/t5.1.1.small.gin"] + VARIANTS[variant][0],
-                      bindings)
+    files, bindings = variant_config(variant)
+    bindings += ["max_length = %d" % context,
+                 "SynthesizerAttention.max_length = %d" % context,
+                 "utils.run.model_type = 'lm'"]
+    model_graph.parse(files, bindings)
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf.set_random_seed(0)
@@ -115,14 +106,11 @@ def main(argv=None):
                  help="decoding steps per timing (each over the full context)")
   p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
   p.add_argument("--reps", type=int, default=3, help="alternating rounds")
-  p.add_argument("--out", default=os.path.join(HERE, "results", "decode"))
+  p.add_argument("--out", default=os.path.join(benchlib.RESULTS, "decode"))
   args = p.parse_args(argv)
-  variants = args.variants.split(",")
-  unknown = [v for v in variants if v not in DEFAULT_VARIANTS]
-  if unknown:
-    p.error("unknown variants %s; choose from %s" % (unknown,
-                                                     DEFAULT_VARIANTS))
-  import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  variants = benchlib.check_variants(p, args.variants.split(","),
+                                     DEFAULT_VARIANTS)
+  from synth_mtf import variants as catalogue  # pylint: disable=g-import-not-at-top
   models = {}
   for v in variants:
     print("building %s" % v, flush=True)
@@ -140,7 +128,7 @@ def main(argv=None):
   for v, t in times.items():
     states = models[v].states
     state_bytes = sum(int(np.prod(s)) * size for s, size in states) / layers
-    rows.append({"variant": v, "description": VARIANTS[v][1],
+    rows.append({"variant": v, "description": catalogue.get(v).paper,
                  "tokens_per_sec": round(statistics.median(t), 1),
                  "min": round(min(t), 1), "max": round(max(t), 1),
                  "states_per_layer": len(states) / layers,
@@ -154,17 +142,14 @@ def main(argv=None):
         r["state_bytes_per_layer"] / base["state_bytes_per_layer"], 3)
   for m in models.values():
     m.sess.close()
-  write(rows, stamp(), args)
+  write(rows, benchlib.stamp(), args)
 
 
 def write(rows, info, args):
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "decode.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-  with open(os.path.join(args.out, "decode.json"), "w") as f:
-    json.dump({"stamp": info, "rows": rows}, f, indent=1)
+  benchlib.write_csv(os.path.join(args.out, "decode.csv"), list(rows[0]), rows)
+  benchlib.write_json(os.path.join(args.out, "decode.json"),
+                      {"stamp": info, "rows": rows})
   cols = ["variant", "tokens_per_sec", "min", "max", "speed_vs_vanilla",
           "states_per_layer", "state_bytes_per_layer", "state_vs_vanilla",
           "params"]
@@ -172,14 +157,9 @@ def write(rows, info, args):
     f.write("# Greedy decoding, decoder-only LM, T5.1.1-small dims, context %d, "
             "batch %d, vocabulary %d, float32, %d steps per timing\n\n" % (
                 args.context, args.batch, args.vocab, args.steps))
-    f.write("`%(command)s` at commit %(commit)s, %(date)s, on %(machine)s.\n\n"
-            % info)
-    f.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
-    for r in rows:
-      f.write("| " + " | ".join(str(r[c]) for c in cols) + " |\n")
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    f.write(benchlib.stamp_line(info) + "\n\n")
+    f.write(benchlib.md_table(cols, rows))
+  plt = benchlib.pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
   names = [r["variant"] for r in rows]
   axes[0].bar(names, [r["tokens_per_sec"] for r in rows], color="#4C72B0",
@@ -195,6 +175,7 @@ def write(rows, info, args):
       args.context, args.batch, info["commit"]), fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(args.out, "decode.png"), dpi=90)
+  plt.close(fig)
   print("wrote %s/decode.{csv,md,json,png}" % args.out)
 
 

@@ -34,7 +34,6 @@ context (per variant if the context's process does not finish).
 """
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -46,12 +45,10 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-
-from speed import SIZE, Model, stamp  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import decode  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import benchlib
+from benchlib import GIB, SIZE, slope
+from speed import STOCK_MAX_LENGTH, Model
+import decode
 
 COLUMNS = ["length", "variant", "peak_rss_bytes", "param_bytes",
            "optimizer_bytes", "steps_per_sec", "status"]
@@ -60,7 +57,6 @@ DECODE_COLUMNS = ["context", "variant", "tokens_per_sec", "min", "max",
                   "peak_rss_bytes", "status"]
 VARIANTS = ["vanilla", "R", "Fix", "FR", "D", "FD", "R+V", "D+V", "stock_R",
             "LightConv"]
-STOCK_MAX_LENGTH = 512  # mesh-tensorflow's Synthesizer hard-codes it
 # --tiny: the dims the tests' small runs use, and a 64-token vocabulary
 TINY_BINDINGS = ["d_model = 32", "d_ff = 64", "num_heads = 2", "d_kv = 16",
                  "num_layers = 2"]
@@ -68,7 +64,6 @@ TINY_VOCAB = 64
 STOPS = ("oom", "too_slow")  # a longer length would stop the same way
 EVENT = "@@memory "
 POLL_S = 0.05
-GIB = 2 ** 30
 MEMORY_HINTS = ("ResourceExhausted", "bad_alloc", "MemoryError", "OOM when",
                 "Cannot allocate memory", "out of memory")
 
@@ -151,7 +146,7 @@ def guarded(cmd, log_path, rss_cap, caps, as_slack=8 * GIB):
     log.write("$ %s\n" % " ".join(cmd))
     log.flush()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
-                            preexec_fn=backstop, cwd=os.path.dirname(HERE))
+                            preexec_fn=backstop, cwd=benchlib.ROOT)
 
     def read():
       for line in proc.stdout:
@@ -206,38 +201,18 @@ def guarded(cmd, log_path, rss_cap, caps, as_slack=8 * GIB):
 # --- the files: rows and the runs that measured them --------------------------
 
 def load(path):
-  if not os.path.exists(path):
-    return [], []
-  with open(path) as f:
-    old = json.load(f)
+  old = benchlib.read_json(path, {"stamps": [], "rows": []})
   return old["stamps"], old["rows"]
 
 
 def save(path, stamps, rows):
   used = {r["stamp"] for r in rows}
-  with open(path, "w") as f:
-    json.dump({"stamps": [s for s in stamps if s["date"] in used],
-               "rows": rows}, f, indent=1)
-
-
-def write_csv(path, columns, rows):
-  with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, columns, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
+  benchlib.write_json(path, {"stamps": [s for s in stamps if s["date"] in used],
+                             "rows": rows})
 
 
 def fmt(value, scale=1.0, digits=2):
   return "" if value in (None, "") else "%.*f" % (digits, value / scale)
-
-
-def slope(points):
-  """Least-squares slope of log y vs log x; None below two distinct x."""
-  points = [(x, y) for x, y in points if y]
-  if len({x for x, _ in points}) < 2:
-    return None
-  xs, ys = zip(*points)
-  return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
 def stamp_lines(stamps, rows, key):
@@ -249,36 +224,6 @@ def stamp_lines(stamps, rows, key):
           key, ", ".join(map(str, mine)), st["command"], st["commit"],
           st["date"], st["machine"], st["settings"]))
   return "".join(lines)
-
-
-def plot(path, stamps, panels, key, title):
-  """Log-log panels [(ylabel, {variant: [(x, y)]})], slopes in the legends."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6))
-  for ax, (ylabel, series) in zip(np.atleast_1d(axes), panels):
-    names = list(series)
-    for i, v in enumerate(names):
-      pts = sorted(series[v])
-      if not pts:
-        continue
-      k = slope(pts)
-      ax.plot(*zip(*pts), marker="os^"[i % 3], color=plt.cm.tab20(
-          i / max(1, len(names) - 1)),
-              label=v + ("" if k is None else " (slope %.2f)" % k))
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel(key)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=6, ncol=2)
-  fig.suptitle(title, fontsize=9)
-  fig.text(0.01, 0.005, "\n".join("%s @ %s, %s" % (
-      st["command"], st["commit"], st["machine"]) for st in stamps)[:600],
-           fontsize=5, va="bottom")
-  fig.tight_layout(rect=(0, 0.04 + 0.015 * len(stamps), 1, 1))
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
 
 
 # --- training ---------------------------------------------------------------
@@ -360,7 +305,7 @@ def write(out, stamps, rows, cap_gib):
   rows.sort(key=lambda r: (r["length"], VARIANTS.index(r["variant"])
                            if r["variant"] in VARIANTS else 99))
   save(os.path.join(out, "memory.json"), stamps, rows)
-  write_csv(os.path.join(out, "memory.csv"), COLUMNS, rows)
+  benchlib.write_csv(os.path.join(out, "memory.csv"), COLUMNS, rows)
   used = [st for st in stamps if any(r["stamp"] == st["date"] for r in rows)]
   table, facts = advice(rows, cap_gib)
   variants = list(dict.fromkeys(r["variant"] for r in rows))
@@ -412,11 +357,11 @@ def write(out, stamps, rows, cap_gib):
           fmt(r["param_bytes"], 2 ** 20, 1),
           fmt(r["optimizer_bytes"], 2 ** 20, 1), fmt(sps, 1, 4),
           fmt(sps and 1.0 / sps, 1, 2), r["status"], r.get("note", "")))
-  plot(os.path.join(out, "memory.png"), used,
-       [("peak resident memory, GiB", mem), ("seconds per training step",
-                                             step)], "input length",
-       "training step vs length (T5.1.1-small dims, batch %s); fitted "
-       "log-log slopes in the legend" % used[-1]["batch"])
+  benchlib.loglog(
+      os.path.join(out, "memory.png"),
+      [("peak resident memory, GiB", mem), ("seconds per training step", step)],
+      "input length", "training step vs length (T5.1.1-small dims, batch %s); "
+      "fitted log-log slopes in the legend" % used[-1]["batch"], used)
 
 
 def settings(args):
@@ -430,7 +375,7 @@ def settings(args):
 def train(args):
   os.makedirs(args.out, exist_ok=True)
   stamps, rows = load(os.path.join(args.out, "memory.json"))
-  mine = dict(stamp(), batch=args.batch, target_length=args.target_length,
+  mine = dict(benchlib.stamp(), batch=args.batch, target_length=args.target_length,
               tiny=args.tiny, settings=settings(args))
   for st in stamps:
     if (st["batch"], st["target_length"], st["tiny"]) != (
@@ -494,7 +439,7 @@ def decode_context(args):
   os.makedirs(args.out, exist_ok=True)
   path = os.path.join(args.out, "decode_context.json")
   stamps, rows = load(path)
-  mine = dict(stamp(), settings="Batch %d, vocabulary %d, %d steps a timing, "
+  mine = dict(benchlib.stamp(), settings="Batch %d, vocabulary %d, %d steps a timing, "
               "%d rounds; cap %g GiB resident, %d s a process.%s" % (
                   args.decode_batch, args.decode_vocab, args.decode_steps,
                   args.decode_reps, args.rss_cap_gib, args.decode_cap_s,
@@ -504,7 +449,7 @@ def decode_context(args):
 
   def run(context, names, tag):
     work = os.path.join(args.log_dir, "decode", "ctx_%d%s" % (context, tag))
-    cmd = [sys.executable, os.path.join(HERE, "decode.py"), "--context",
+    cmd = [sys.executable, os.path.join(benchlib.HERE, "decode.py"), "--context",
            str(context), "--batch", str(args.decode_batch), "--vocab",
            str(args.decode_vocab), "--steps", str(args.decode_steps), "--reps",
            str(args.decode_reps), "--variants", ",".join(names), "--out", work]
@@ -546,7 +491,7 @@ def decode_context(args):
 
 
 def write_decode(out, stamps, rows):
-  write_csv(os.path.join(out, "decode_context.csv"), DECODE_COLUMNS, rows)
+  benchlib.write_csv(os.path.join(out, "decode_context.csv"), DECODE_COLUMNS, rows)
   used = [st for st in stamps if any(r["stamp"] == st["date"] for r in rows)]
   with open(os.path.join(out, "decode_context.md"), "w") as f:
     f.write("# Greedy decoding vs context length, decoder-only LM, T5.1.1-small"
@@ -569,12 +514,13 @@ def write_decode(out, stamps, rows):
   ok = [r for r in rows if r["status"] == "ok"]
   names = list(dict.fromkeys(r["variant"] for r in ok))
   if ok:
-    plot(os.path.join(out, "decode_context.png"), used, [
+    benchlib.loglog(os.path.join(out, "decode_context.png"), [
         (ylabel, {v: [(r["context"], r[key] * scale) for r in ok
                       if r["variant"] == v] for v in names})
         for ylabel, key, scale in [("tokens/s", "tokens_per_sec", 1.0), (
             "decode state per layer, MiB", "state_bytes_per_layer",
-            2.0 ** -20)]], "context length", "greedy decoding vs context")
+            2.0 ** -20)]], "context length", "greedy decoding vs context",
+        used)
 
 
 def main(argv=None):
@@ -599,9 +545,9 @@ def main(argv=None):
                  "e.g. oom,too_slow,error")
   p.add_argument("--note", default="", help="a line for the tables' header, "
                  "e.g. 'measured beside another CPU job'")
-  p.add_argument("--out", default=os.path.join(HERE, "results", "memory"))
-  p.add_argument("--log_dir", default=os.path.join(os.path.dirname(HERE),
-                                                   "runs", "memory"))
+  p.add_argument("--out", default=os.path.join(benchlib.RESULTS, "memory"))
+  p.add_argument("--log_dir", default=os.path.join(benchlib.ROOT, "runs",
+                                                   "memory"))
   p.add_argument("--one", nargs=2, metavar=("VARIANT", "LENGTH"),
                  help="(internal) the child: measure one configuration")
   p.add_argument("--decode", action="store_true",
@@ -621,9 +567,7 @@ def main(argv=None):
   if args.decode:
     return decode_context(args)
   args.variants = args.variants.split(",")
-  unknown = [v for v in args.variants if v not in VARIANTS]
-  if unknown:
-    p.error("unknown variants %s; choose from %s" % (unknown, VARIANTS))
+  benchlib.check_variants(p, args.variants, VARIANTS)
   train(args)
 
 

@@ -10,13 +10,8 @@ overlap, so the sums exceed the wall time; the differences are what to read.
 
 import argparse
 import collections
-import os
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from speed import Model, VARIANTS  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from speed import VARIANTS, Model
 
 
 def op_times(model, steps):
@@ -43,7 +38,6 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=2)
   p.add_argument("--top", type=int, default=15)
   args = p.parse_args(argv)
-  import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   times = {}
   for v in ["vanilla", args.variant]:
     times[v] = op_times(Model(v, args.length, 16, args.batch), args.steps)

@@ -6,13 +6,13 @@ the same way.
   python bench/quality.py pretrain [--pretrain_steps 2000] [--steps 2000]
 
 lm:  WikiText-2 language modelling, decoder-only, byte level: train on the test
-     split, validation perplexity per byte (Table 2's rows: Transformer, R, Fix,
+     split, validation perplexity per byte (Table 2's rows: vanilla, R, Fix,
      FR, D, FD, R+D, R+V, D+V).
-cls: encoding-only classification (Table 7's rows: Transformer, Linformer, R,
+cls: encoding-only classification (Table 7's rows: vanilla, Linformer, R,
      FR, FR+V, D, in the encoder), SST-2 (train / dev) and AG News (first 6,600
      rows train, last 1,000 eval), accuracy.
 pretrain: a small Table 5/6 (the paper's and Narang et al.'s protocol): T5's
-     span corruption on the WikiText-2 text for the Transformer, R, FR, D, R+V
+     span corruption on the WikiText-2 text for vanilla, R, FR, D, R+V
      and D+V (encoder-decoder), then finetuning on SST-2 and AG News from each
      checkpoint, next to the same models trained from scratch.
 lm and cls add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
@@ -20,7 +20,7 @@ rows in its modes, at our model's heads and key size.
 
 Every run is evaluated at every --eval_every steps (a learning curve), with
 T5's dropout_rate 0.1 for all variants (the training sets are small: the runs
-overfit without it). Seeds: 3 for the Transformer, R, FR, D, R+V and D+V, 2 for
+overfit without it). Seeds: 3 for vanilla, R, FR, D, R+V and D+V, 2 for
 the rest (--seeds overrides). Each (variant, seed) is one run of the stock CLI
 through the sweep runner, with a seeded input function (seeded init and data);
 finished runs are skipped, so an interrupted benchmark resumes, and the tables
@@ -31,66 +31,44 @@ vs step, seed spread as a band).
 """
 
 import argparse
-import csv
 import functools
-import json
 import math
 import os
 import statistics
-import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+import benchlib
+from synth_mtf import variants as catalogue
 
-THREE_SEEDS = {"Transformer", "R", "FR", "D", "R+V", "D+V"}
-STOCK_MODES = ["random", "factorized", "dense_minus", "random_plus_alpha",
-               "dense_plus_alpha"]
+THREE_SEEDS = {"vanilla", "R", "FR", "D", "R+V", "D+V"}
+# mesh-tensorflow's Synthesizer in the modes Narang et al. ran
+STOCK = ["stock_R", "stock_FR", "stock_D", "stock_R+V", "stock_D+V"]
 UNPACKED = "mesh_train_dataset_fn.pack = False"
 
 
-def _stock(gin_file, extra=()):
-  return {"stock_%s%s" % (m, "/unpacked" if extra else ""): (
-      gin_file, ["transformer_layers.Synthesizer.synthesize_mode = %r" % m]
-      + list(extra)) for m in STOCK_MODES}
+def _rows(kind, labels, extra=(), suffix=""):
+  """row name -> (model gin file, bindings) for catalogue labels."""
+  return {v + suffix: (catalogue.get(v).gin_file(kind),
+                       list(catalogue.get(v).bindings) + list(extra))
+          for v in labels}
 
 
-# name -> (model gin file, extra bindings), in table order
-LM_VARIANTS = {
-    "Transformer": ("models/baselines/transformer.gin", []),
-    "R": ("models/synthesizer/random.gin", []),
-    "Fix": ("models/synthesizer/fixed_random.gin", []),
-    "FR": ("models/synthesizer/factorized_random.gin", []),
-    "D": ("models/synthesizer/dense.gin", []),
-    "FD": ("models/synthesizer/factorized_dense.gin", []),
-    "R+D": ("models/synthesizer/random_plus_dense.gin", []),
-    "R+V": ("models/synthesizer/random_plus_vanilla.gin", []),
-    "D+V": ("models/synthesizer/dense_plus_vanilla.gin", []),
-}
-LM_VARIANTS.update(_stock("models/baselines/stock_synthesizer.gin"))
+# row name -> (model gin file, extra bindings), in table order
+LM_VARIANTS = _rows("lm", ["vanilla", "R", "Fix", "FR", "D", "FD", "R+D", "R+V",
+                           "D+V"] + STOCK)
 # The release indexes its tables by offset in the packed row: its modes again
 # without packing, next to ours without packing for reference.
-LM_VARIANTS.update(_stock("models/baselines/stock_synthesizer.gin", [UNPACKED]))
-LM_VARIANTS.update({
-    "Transformer/unpacked": ("models/baselines/transformer.gin", [UNPACKED]),
-    "R/unpacked": ("models/synthesizer/random.gin", [UNPACKED]),
-})
-CLS_VARIANTS = {  # classification is never packed (see datasets())
-    "Transformer": ("models/encoder_only/transformer.gin", []),
-    "Linformer": ("models/encoder_only/linformer.gin", []),
-    "R": ("models/encoder_only/random.gin", []),
-    "FR": ("models/encoder_only/factorized_random.gin", []),
-    "FR+V": ("models/encoder_only/factorized_random_plus_vanilla.gin", []),
-    "D": ("models/encoder_only/dense.gin", []),
-}
-CLS_VARIANTS.update(_stock("models/encoder_only/stock_synthesizer.gin"))
+LM_VARIANTS.update(_rows("lm", STOCK + ["vanilla", "R"], [UNPACKED],
+                         "/unpacked"))
+# classification is never packed (see datasets())
+CLS_VARIANTS = _rows("encoder_only", ["vanilla", "Linformer", "R", "FR", "FR+V",
+                                      "D"] + STOCK)
 # Pretrain, then finetune (the paper's Tables 5/6 and Narang et al.'s protocol,
 # small): encoder-decoder models, every self-attention replaced.
-PRETRAIN_VARIANTS = {v: (LM_VARIANTS[v][0], []) for v in
-                     ("Transformer", "R", "FR", "D", "R+V", "D+V")}
+PRETRAIN_VARIANTS = _rows("bi", ["vanilla", "R", "FR", "D", "R+V", "D+V"])
 FINETUNE_VARIANTS = {}
-for _v, (_f, _) in PRETRAIN_VARIANTS.items():
-  FINETUNE_VARIANTS[_v + "/pretrained"] = (_f, [])
-  FINETUNE_VARIANTS[_v + "/scratch"] = (_f, [])
+for _v, _config in PRETRAIN_VARIANTS.items():
+  FINETUNE_VARIANTS[_v + "/pretrained"] = _config
+  FINETUNE_VARIANTS[_v + "/scratch"] = _config
 VARIANTS = {"lm": LM_VARIANTS, "cls": CLS_VARIANTS,
             "pretrain": PRETRAIN_VARIANTS, "finetune": FINETUNE_VARIANTS}
 
@@ -207,8 +185,9 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       if not os.path.exists(path):
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
-  other = sorted({r["run"] for r in committed if [
-      step - r.get("offset", 0) for step, _ in r["curve"]] != eval_steps})
+  other = sorted({r["run"] for r in committed if [  # (no curve: a snapshot)
+      step - r.get("offset", 0) for step, _ in r.get("curve", [])]
+                   != eval_steps})
   if other:
     raise SystemExit("the committed results (--out) hold runs evaluated at "
                      "other steps than %s (e.g. %s): pass another --out for "
@@ -283,12 +262,10 @@ def summarize(kind, runs, out, info, planned, dropout):
   lower = metric == "perplexity"
   rows = curve_rows(kind, runs)
   name = "quality_%s" % kind
-  with open(os.path.join(out, name + ".csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, ["dataset", "variant", "seed", "step", metric])
-    w.writeheader()
-    w.writerows(rows)
-  with open(os.path.join(out, name + ".json"), "w") as f:
-    json.dump({"stamp": info, "runs": runs}, f, indent=1)
+  benchlib.write_csv(os.path.join(out, name + ".csv"),
+                     ["dataset", "variant", "seed", "step", metric], rows)
+  benchlib.write_json(os.path.join(out, name + ".json"),
+                      {"stamp": info, "runs": runs})
   curves = {}  # (dataset, variant) -> {seed: {step: value}}
   for r in rows:
     curves.setdefault((r["dataset"], r["variant"]), {}).setdefault(
@@ -297,11 +274,10 @@ def summarize(kind, runs, out, info, planned, dropout):
   what = ("validation perplexity per byte (lower is better)" if lower
           else "validation accuracy, % (higher is better)")
   with open(os.path.join(out, name + ".md"), "w") as f:
-    f.write("# Quality: %s\n\n`%s` at commit %s, %s, on %s.\n\n%s. %d of %d "
-            "runs finished. Dropout %s for every variant. %s\n\n" % (
-                name, info["command"], info["commit"], info["date"],
-                info["machine"], what, len(runs), planned, dropout,
-                PACKING[kind]))
+    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs finished. Dropout %s "
+            "for every variant. %s\n\n" % (
+                name, benchlib.stamp_line(info), what, len(runs), planned,
+                dropout, PACKING[kind]))
     for ds in sorted({k[0] for k in curves}):
       f.write("## %s\n\n| variant | seeds | last step | at last step: mean "
               "(min-max) | best over steps: mean (min-max) | best step "
@@ -354,9 +330,7 @@ def ranking_by_step(curves, ds, lower):
 
 
 def plot(curves, path, what):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = benchlib.pyplot()
   dss = sorted({k[0] for k in curves})
   fig, axes = plt.subplots(1, len(dss), figsize=(7 * len(dss), 5),
                            squeeze=False)
@@ -387,7 +361,7 @@ def main(argv=None):
   p.add_argument("kind", choices=["lm", "cls", "pretrain"],
                  help="pretrain: span corruption, then finetuning (its own "
                  "tables quality_pretrain.* and quality_finetune.*)")
-  p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared",
+  p.add_argument("--data", default=os.path.join(benchlib.ROOT, "..", "shared",
                                                 "data"))
   p.add_argument("--seeds", type=int, nargs="+", default=None,
                  help="the same seeds for every variant (default: 3 for the "
@@ -403,19 +377,17 @@ def main(argv=None):
                  "pretrain: the base names, e.g. R,D+V)")
   p.add_argument("--datasets", default=None,
                  help="comma-separated subset (cls, finetuning: sst2,ag_news)")
-  p.add_argument("--out", default=os.path.join(HERE, "results", "quality"),
+  p.add_argument("--out", default=os.path.join(benchlib.RESULTS, "quality"),
                  help="tables; runs already in its JSON are not run again "
                  "(use another --out for other settings)")
-  p.add_argument("--work_dir", default=os.path.join(HERE, "..", "runs",
+  p.add_argument("--work_dir", default=os.path.join(benchlib.ROOT, "runs",
                                                     "quality"),
                  help="model dirs (not committed); finished runs are reused")
   args = p.parse_args(argv)
-  import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  from speed import stamp  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
   data = os.path.abspath(args.data)
-  info = stamp()
+  info = benchlib.stamp()
   variants = args.variants.split(",") if args.variants else None
   stages = ([("pretrain", args.pretrain_steps, variants),
              ("finetune", args.steps or 2000, variants and [
@@ -446,10 +418,7 @@ def main(argv=None):
                 args.datasets.split(",") if args.datasets and
                 kind != "pretrain" else None)
     results = os.path.join(args.out, "quality_%s.json" % kind)
-    committed = []
-    if os.path.exists(results):
-      with open(results) as f:
-        committed = json.load(f)["runs"]
+    committed = benchlib.read_json(results, {"runs": []})["runs"]
     run(kind, data, runs, steps, args.eval_every, args.dropout,
         os.path.join(args.work_dir, kind),
         functools.partial(summarize, kind, out=args.out, info=info,

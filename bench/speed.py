@@ -15,51 +15,28 @@ compare the models' achieved GFLOP/s with.
 """
 
 import argparse
-import csv
-import datetime
-import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+import benchlib
+from benchlib import SIZE
 
-# name -> (gin files, description); all on top of models/t5.1.1.small.gin
-VARIANTS = {
-    "vanilla": (["models/baselines/transformer.gin"], "T5 SelfAttention"),
-    "stock_R": ([], "mesh-tensorflow Synthesizer(random)"),
-    "R": (["models/synthesizer/random.gin"], "Syn(R)"),
-    "Fix": (["models/synthesizer/fixed_random.gin"], "Syn(Fix)"),
-    "FR": (["models/synthesizer/factorized_random.gin"], "Syn(FR)"),
-    "D": (["models/synthesizer/dense.gin"], "Syn(D)"),
-    "FD": (["models/synthesizer/factorized_dense.gin"], "Syn(FD)"),
-    "R+V": (["models/synthesizer/random_plus_vanilla.gin"], "Syn(R+V)"),
-    "D+V": (["models/synthesizer/dense_plus_vanilla.gin"], "Syn(D+V)"),
-    "DyConv": (["models/baselines/dynamic_conv.gin"], "DynamicConv1DLocalAttn"),
-    "LightConv": (["models/baselines/lightweight_conv.gin"],
-                  "LightweightConv1DLocalAttn"),
-}
-STOCK_LAYER = "@transformer_layers.Synthesizer"
-STOCK_SETTINGS = [  # the release's layer in T5's sizes, random mode
-    "transformer_layers.Synthesizer.synthesize_mode = 'random'",
-    "transformer_layers.Synthesizer.num_heads = %num_heads",
-    "transformer_layers.Synthesizer.key_value_size = %d_kv",
-]
-STOCK_BINDINGS = [
-    "encoder/transformer.make_layer_stack.layers = ["
-    "%s, @transformer_layers.DenseReluDense]" % STOCK_LAYER,
-    "decoder/transformer.make_layer_stack.layers = ["
-    "%s, @transformer_layers.EncDecAttention, "
-    "@transformer_layers.DenseReluDense]" % STOCK_LAYER,
-] + STOCK_SETTINGS
-SIZE = dict(d_model=512, d_ff=1024, num_heads=6, d_kv=64, num_layers=8,
-            vocab=32128)
+# the variants it times (model_flops knows them), on top of T5.1.1-small
+VARIANTS = ["vanilla", "stock_R", "R", "Fix", "FR", "D", "FD", "R+V", "D+V",
+            "DyConv", "LightConv"]
+STOCK_MAX_LENGTH = 512  # mesh-tensorflow's Synthesizer hard-codes it
+
+
+def variant_config(variant):
+  """(gin files, bindings) of a catalogue label, on top of T5.1.1-small."""
+  # imported here: synth_mtf brings TensorFlow, which memory.py's parent
+  # process (it only launches and watches children) should not hold
+  from synth_mtf import variants as catalogue  # pylint: disable=g-import-not-at-top
+  v = catalogue.get(variant)
+  return ["models/t5.1.1.small.gin", v.gin_file("bi")], list(v.bindings)
 
 
 def model_flops(variant, length, target_length, batch, s=SIZE, k=8):
@@ -126,14 +103,11 @@ class Model(object):
     from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
     import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
     from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
-    files, _ = VARIANTS[variant]
-    bindings = ["max_length = %d" % length,
-                "SynthesizerAttention.max_length = %d" % length,
-                "utils.get_variable_dtype.activation_dtype = 'float32'"]
-    if variant == "stock_R":
-      bindings += STOCK_BINDINGS
-    model_graph.parse(["models/t5.1.1.small.gin"] + files,
-                      bindings + list(extra_bindings))
+    files, bindings = variant_config(variant)
+    bindings += ["max_length = %d" % length,
+                 "SynthesizerAttention.max_length = %d" % length,
+                 "utils.get_variable_dtype.activation_dtype = 'float32'"]
+    model_graph.parse(files, bindings + list(extra_bindings))
     self.graph = tf.Graph()
     with self.graph.as_default():
       tf.set_random_seed(0)
@@ -189,19 +163,6 @@ class Model(object):
     return steps / (time.perf_counter() - t0)
 
 
-def stamp():
-  try:
-    commit = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"],
-                                     cwd=HERE, text=True).strip()
-  except (OSError, subprocess.CalledProcessError):
-    commit = "unknown"
-  return {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
-          "commit": commit, "date": datetime.datetime.utcnow().isoformat() + "Z",
-          "machine": "%s, %d cores, %s" % (platform.processor() or
-                                           platform.machine(), os.cpu_count(),
-                                           platform.platform())}
-
-
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
@@ -210,24 +171,22 @@ def main(argv=None):
   p.add_argument("--variants", default=",".join(VARIANTS))
   p.add_argument("--reps", type=int, default=3, help="alternating rounds")
   p.add_argument("--steps", type=int, default=3, help="timed steps per round")
-  p.add_argument("--out", default=os.path.join(HERE, "results", "speed"))
+  p.add_argument("--out", default=os.path.join(benchlib.RESULTS, "speed"))
   p.add_argument("--append", action="store_true",
                  help="keep --out's rows at other lengths (a long length "
                  "measured in a later run); each run's stamp is kept")
   args = p.parse_args(argv)
-  variants = args.variants.split(",")
-  unknown = [v for v in variants if v not in VARIANTS]
-  if unknown:
-    p.error("unknown variants %s; choose from %s" % (unknown, list(VARIANTS)))
-  import synth_mtf  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  variants = benchlib.check_variants(p, args.variants.split(","), VARIANTS)
+  from synth_mtf import variants as catalogue  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
-  info = dict(stamp(), lengths=args.lengths)
+  info = dict(benchlib.stamp(), lengths=args.lengths)
   rows = []
   for length in args.lengths:
     models = {}
     for v in variants:
-      if v == "stock_R" and length > 512:
-        print("skip stock_R at %d: the release hard-codes 512" % length)
+      if catalogue.get(v).stock and length > STOCK_MAX_LENGTH:
+        print("skip %s at %d: the release hard-codes %d" % (
+            v, length, STOCK_MAX_LENGTH))
         continue
       print("building %s at length %d" % (v, length), flush=True)
       models[v] = Model(v, length, args.target_length, args.batch)
@@ -253,7 +212,7 @@ def main(argv=None):
       ratio = med / base if base else None
       predicted = fl_base / flops
       rows.append({
-          "length": length, "variant": v, "description": VARIANTS[v][1],
+          "length": length, "variant": v, "description": catalogue.get(v).paper,
           "params": models[v].params, "steps_per_sec": round(med, 4),
           "min": round(min(t), 4), "max": round(max(t), 4),
           "ratio_vs_vanilla": ratio and round(ratio, 3),
@@ -264,10 +223,8 @@ def main(argv=None):
     for m in models.values():
       m.sess.close()
   stamps = [info]
-  old_path = os.path.join(args.out, "speed.json")
-  if args.append and os.path.exists(old_path):
-    with open(old_path) as f:
-      old = json.load(f)
+  old = benchlib.read_json(os.path.join(args.out, "speed.json"))
+  if args.append and old:
     rows = [r for r in old["rows"] if r["length"] not in args.lengths] + rows
     rows.sort(key=lambda r: r["length"])
     old_stamps = old.get("stamps") or [dict(  # files written before --append
@@ -278,49 +235,30 @@ def main(argv=None):
 
 
 def write(rows, stamps, out):
-  with open(os.path.join(out, "speed.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-  with open(os.path.join(out, "speed.json"), "w") as f:
-    json.dump({"stamps": stamps, "rows": rows}, f, indent=1)
+  benchlib.write_csv(os.path.join(out, "speed.csv"), list(rows[0]), rows)
+  benchlib.write_json(os.path.join(out, "speed.json"),
+                      {"stamps": stamps, "rows": rows})
   cols = ["length", "variant", "steps_per_sec", "min", "max",
           "ratio_vs_vanilla", "flop_predicted_ratio", "efficiency",
           "achieved_gflops", "matmul_gflops", "params"]
   with open(os.path.join(out, "speed.md"), "w") as f:
     f.write("# Training speed, T5.1.1-small dims, batch 4, targets 16\n\n")
     for info in stamps:
-      f.write("Lengths %s: `%s` at commit %s, %s, on %s.\n\n" % (
-          ", ".join(map(str, info["lengths"])), info["command"],
-          info["commit"], info["date"], info["machine"]))
+      f.write("Lengths %s: %s\n\n" % (", ".join(map(str, info["lengths"])),
+                                      benchlib.stamp_line(info)))
     f.write("steps/s: median of the rounds (min, max); ratio_vs_vanilla: median "
             "over vanilla's median; flop_predicted_ratio: vanilla's matmul FLOPs "
             "over the variant's; efficiency: measured ratio / predicted; "
             "achieved_gflops: 3 x forward matmul FLOPs x steps/s; "
             "matmul_gflops: a plain TF matmul of the FFN's shape "
             "[batch*length, d_model] x [d_model, d_ff], same run.\n\n")
-    f.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
-    for r in rows:
-      f.write("| " + " | ".join(str(r[c]) for c in cols) + " |\n")
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7, 4))
+    f.write(benchlib.md_table(cols, rows))
   names = sorted({r["variant"] for r in rows})
-  for i, v in enumerate(names):  # 11 variants: tab10 would repeat a colour
-    pts = [(r["length"], r["steps_per_sec"]) for r in rows if r["variant"] == v]
-    ax.plot(*zip(*sorted(pts)), marker="os^"[i % 3], label=v,
-            color=plt.cm.tab20(i / max(1, len(names) - 1)))
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("input length")
-  ax.set_ylabel("training steps/s")
-  ax.set_title("speed vs length (%s, %s)" % (
-      "+".join(st["commit"] for st in stamps), stamps[-1]["machine"][:40]),
-               fontsize=8)
-  ax.legend(fontsize=7, ncol=2)
-  fig.tight_layout()
-  fig.savefig(os.path.join(out, "speed.png"), dpi=90)
+  benchlib.loglog(
+      os.path.join(out, "speed.png"),
+      [("training steps/s", {v: [(r["length"], r["steps_per_sec"]) for r in rows
+                                 if r["variant"] == v] for v in names})],
+      "input length", "speed vs length", stamps)
   print("wrote %s/speed.{csv,md,json,png}" % out)
 
 

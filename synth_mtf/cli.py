@@ -6,6 +6,7 @@
   synth-mtf alpha      --model_dir D             mixture weights per layer and head
   synth-mtf locality   --model_dir D             attention mass near the diagonal
   synth-mtf sweep FILE --out_dir DIR             gin-configured ablation sweep
+  synth-mtf variants                             the variants: labels, gin files
 """
 
 import argparse
@@ -28,11 +29,8 @@ def cmd_params(args):
   from synth_mtf import analysis  # pylint: disable=g-import-not-at-top
   configs = [[]]
   if args.all_variants:
-    import glob  # pylint: disable=g-import-not-at-top
-    import synth_mtf  # pylint: disable=g-import-not-at-top
-    configs = [["models/synthesizer/%s.gin" % os.path.basename(f)[:-4]]
-               for f in sorted(glob.glob(os.path.join(
-                   synth_mtf.GIN_DIR, "models", "synthesizer", "*.gin")))]
+    from synth_mtf import variants  # pylint: disable=g-import-not-at-top
+    configs = [[v.gin] for v in variants.synthesizers()]
   for extra in configs:
     try:
       rows, meta = analysis.parameter_table(args.gin_file + extra,
@@ -170,7 +168,8 @@ def main(argv=None):
                  "models/synthesizer/random.gin")
   p.add_argument("--gin_param", action="append", help="extra gin binding")
   p.add_argument("--all_variants", action="store_true",
-                 help="one table per gin/models/synthesizer config")
+                 help="one table per Synthesizer variant "
+                 "(gin/models/synthesizer/)")
   p.set_defaults(func=cmd_params)
 
   p = sub.add_parser("attention", help="attention weights per layer and head "
@@ -217,12 +216,22 @@ def main(argv=None):
                  help="stop after this many runs (the rest resume later)")
   p.set_defaults(func=cmd_sweep)
 
+  p = sub.add_parser("variants", help="the catalogue: each variant's label "
+                     "(as sweeps and benchmarks name it), paper name, gin files")
+  p.set_defaults(func=cmd_variants)
+
   args = parser.parse_args(argv)
   from synth_mtf import analysis  # pylint: disable=g-import-not-at-top
   try:
     args.func(args)
   except analysis.AnalysisError as e:
     parser.exit(2, "synth-mtf %s: error: %s\n" % (args.command, e))
+
+
+def cmd_variants(args):
+  del args
+  from synth_mtf import variants  # pylint: disable=g-import-not-at-top
+  print(variants.table())
 
 
 def cmd_sweep(args):

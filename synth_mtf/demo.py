@@ -3,9 +3,9 @@ stock t5_mesh_transformer CLI, on a task generated offline (synth_mtf_reverse).
 
   python -m synth_mtf.demo [variant] [--model_dir DIR] [--steps N]
 
-variant is a file of gin/models/synthesizer/ (random, dense, random_plus_vanilla,
-...). Prints compact progress while the CLI runs, then the decoded accuracy and a
-few predictions.
+variant: one of our Synthesizers by label (R, D+V, ...; `synth-mtf variants`)
+or by gin file name (random, dense_plus_vanilla, ...). Prints compact progress
+while the CLI runs, then the decoded accuracy and a few predictions.
 """
 
 import argparse
@@ -14,20 +14,22 @@ import os
 import re
 import time
 
-import synth_mtf
 from synth_mtf import runner
+from synth_mtf import variants as catalogue
 
 
 def variants():
-  d = os.path.join(synth_mtf.GIN_DIR, "models", "synthesizer")
-  return sorted(os.path.basename(f)[:-4] for f in glob.glob(d + "/*.gin"))
+  """{choice: Variant}: our Synthesizers by label and by gin file name."""
+  out = {}
+  for v in catalogue.synthesizers():
+    out[v.label] = out[os.path.basename(v.gin)[:-len(".gin")]] = v
+  return out
 
 
 def cli_command(model_dir, variant, extra_gin_files=(), params=()):
   return runner.cli_command(
-      model_dir, ["experiments/demo_reverse.gin",
-                  "models/synthesizer/%s.gin" % variant] + list(extra_gin_files),
-      params)
+      model_dir, ["experiments/demo_reverse.gin", variant.gin] +
+      list(extra_gin_files), params)
 
 
 def run_cli(cmd, log_path, on_line):
@@ -48,11 +50,12 @@ def main(argv=None):
   if args.variant not in variants():
     parser.error("unknown variant %r; choose one of: %s"
                  % (args.variant, ", ".join(variants())))
+  variant = variants()[args.variant]
   model_dir = os.path.abspath(args.model_dir or
                               os.path.join("runs", "demo_" + args.variant))
   os.makedirs(model_dir, exist_ok=True)
-  print("synth-mtf demo: Syn(%s) on synth_mtf_reverse, %d steps, model_dir %s"
-        % (args.variant, args.steps, model_dir), flush=True)
+  print("synth-mtf demo: %s on synth_mtf_reverse, %d steps, model_dir %s"
+        % (variant.paper, args.steps, model_dir), flush=True)
 
   rate, shown = [None], [0]
 
@@ -68,7 +71,7 @@ def main(argv=None):
           "  (%.1f steps/s)" % rate[0] if rate[0] else ""), flush=True)
 
   t0 = time.time()
-  run_cli(cli_command(model_dir, args.variant,
+  run_cli(cli_command(model_dir, variant,
                       params=["utils.run.train_steps=%d" % args.steps]),
           os.path.join(model_dir, "train.log"), train_line)
   t_train = time.time() - t0
@@ -81,7 +84,7 @@ def main(argv=None):
     metrics.update(runner.metrics(line))
 
   run_cli(cli_command(
-      model_dir, args.variant, extra_gin_files=["eval.gin", "greedy_decode.gin"],
+      model_dir, variant, extra_gin_files=["eval.gin", "greedy_decode.gin"],
       params=["run.dataset_split='validation'",
               "utils.get_variable_dtype.activation_dtype='float32'",
               "utils.run.batch_size=('sequences_per_batch', 64)",
@@ -104,8 +107,8 @@ def main(argv=None):
         a = re.sub(r"^b'(.*)'$", r"\1", a.strip())
         print("  %-26s -> %s" % (a, b.strip()))
   for name, (step, value) in sorted(metrics.items()):
-    print("RESULT %s = %.2f at step %d (Syn(%s), train %.0f s, total %.0f s)"
-          % (name, value, step, args.variant, t_train, time.time() - t0))
+    print("RESULT %s = %.2f at step %d (%s, train %.0f s, total %.0f s)"
+          % (name, value, step, variant.paper, t_train, time.time() - t0))
 
 
 if __name__ == "__main__":

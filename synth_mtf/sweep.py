@@ -4,10 +4,13 @@ A sweep file (gin) lists the variants and the bindings to cross:
 
   import synth_mtf.sweep
   Sweep.base_gin_files = ['experiments/demo_reverse.gin']
-  Sweep.variants = {'R': 'models/synthesizer/random.gin',
-                    'D': 'models/synthesizer/dense.gin'}
+  Sweep.variants = ['vanilla', 'R', 'D+V']     # labels of synth_mtf.variants
   Sweep.grid = {'d_model': [64, 128]}          # crossed with the variants
   Sweep.bindings = ['utils.run.train_steps = 300']
+
+Variants are labels of the catalogue (`synth-mtf variants`; Sweep.kind picks
+the encoder-decoder/LM files, 'bi', or the encoder-only ones,
+'encoder_only'), or your own configs as {name: gin file}.
 
 `synth-mtf sweep FILE --out_dir DIR` trains and evaluates each run in turn (one
 t5_mesh_transformer process per run, so on a cluster each is one job: see
@@ -30,6 +33,7 @@ import traceback
 import gin
 
 from synth_mtf import runner
+from synth_mtf import variants as catalogue
 
 FIELDS = ["run", "variant", "bindings", "parameters", "steps", "steps_per_sec",
           "final_loss", "metric", "value"]
@@ -42,11 +46,21 @@ class Sweep(object):
   def __init__(self, variants=gin.REQUIRED, base_gin_files=(), grid=None,
                bindings=(), eval_gin_files=("eval.gin", "greedy_decode.gin"),
                eval_bindings=("run.dataset_split = 'validation'",),
-               metric=None, eval_steps=None):
+               metric=None, eval_steps=None, kind="bi"):
     if not variants:
-      raise ValueError("Sweep.variants is empty: map a short name to a model "
-                       "gin file, e.g. {'R': 'models/synthesizer/random.gin'}.")
-    self.variants = dict(variants)
+      raise ValueError("Sweep.variants is empty: list catalogue labels, e.g. "
+                       "['vanilla', 'R'], or map a name to a model gin file, "
+                       "e.g. {'R': 'models/synthesizer/random.gin'}.")
+    # name -> (model gin file, the variant's own bindings)
+    if isinstance(variants, dict):
+      self.variants = {k: (f, []) for k, f in variants.items()}
+    else:
+      try:
+        self.variants = {v: (catalogue.get(v).gin_file(kind),
+                             list(catalogue.get(v).bindings))
+                         for v in variants}
+      except ValueError as e:
+        raise ValueError("Sweep.variants: %s" % e) from None
     self.base_gin_files = list(base_gin_files)
     self.grid = dict(grid or {})
     for name, values in self.grid.items():
@@ -63,12 +77,13 @@ class Sweep(object):
     self.eval_steps = sorted(eval_steps) if eval_steps else None
 
   def runs(self):
-    """[(run id, variant, variant gin file, [bindings])] in a fixed order."""
+    """[(run id, variant, variant gin file, [bindings])] in a fixed order;
+    the bindings are the variant's own, then the grid's."""
     names = sorted(self.grid)
     out = []
-    for variant, gin_file in self.variants.items():
+    for variant, (gin_file, own) in self.variants.items():
       for values in itertools.product(*(self.grid[n] for n in names)):
-        crossed = ["%s = %r" % (n, v) for n, v in zip(names, values)]
+        crossed = own + ["%s = %r" % (n, v) for n, v in zip(names, values)]
         run_id = _slug([variant] + ["%s=%s" % (n, v) for n, v in
                                     zip(names, values)])
         out.append((run_id, variant, gin_file, crossed))

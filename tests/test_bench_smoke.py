@@ -44,22 +44,22 @@ def test_speed_smoke(tmp_path):
 def test_quality_smoke(tmp_path):
   args = [os.path.join(BENCH, "quality.py"), "lm", "--data", DATA, "--seeds",
           "1", "--steps", "4", "--eval_every", "2", "--variants",
-          "R,stock_random/unpacked", "--out", str(tmp_path), "--work_dir",
+          "R,stock_R/unpacked", "--out", str(tmp_path), "--work_dir",
           str(tmp_path / "runs")]
   run(*args)
   with open(tmp_path / "quality_lm.csv") as f:
     rows = list(csv.DictReader(f))
   # a learning curve: one row per (dataset, variant, seed, step)
   assert [(r["variant"], r["seed"], r["step"]) for r in rows] == [
-      ("R", "1", "2"), ("R", "1", "4"), ("stock_random/unpacked", "1", "2"),
-      ("stock_random/unpacked", "1", "4")]
+      ("R", "1", "2"), ("R", "1", "4"), ("stock_R/unpacked", "1", "2"),
+      ("stock_R/unpacked", "1", "4")]
   assert all(r["dataset"] == "wikitext2" for r in rows)
   for a, b in zip(rows[::2], rows[1::2]):  # untrained -> 2 steps at lr 0.01
     assert 1.0 < float(b["perplexity"]) < float(a["perplexity"]) < 300.0
   md = open(tmp_path / "quality_lm.md").read()
   assert "2 of 2 runs finished" in md and "| step | ranking |" in md
   # the stock layer ran unpacked (its operative config says so)
-  (stock,) = (tmp_path / "runs" / "lm" / "wikitext2").glob("stock_random*")
+  (stock,) = (tmp_path / "runs" / "lm" / "wikitext2").glob("stock_R_*")
   config = (stock / "operative_config.gin").read_text()
   assert "mesh_train_dataset_fn.pack = False" in config
   assert "Synthesizer.synthesize_mode = 'random'" in config

@@ -1,10 +1,9 @@
 """End to end through the stock t5_mesh_transformer CLI (slow; run in CI too).
 
-Every gin/models/synthesizer/*.gin trains a few steps on the generated task and
+Every Synthesizer variant (gin/models/synthesizer/) trains a few steps on the generated task and
 evaluates with decoding; the checkpoint proves the variant is what ran.
 """
 
-import glob
 import os
 import subprocess
 import sys
@@ -12,13 +11,12 @@ import sys
 import pytest
 import tensorflow as tf
 
-import synth_mtf
+from synth_mtf import variants
 
 pytestmark = pytest.mark.slow
 
 CLI = os.path.join(os.path.dirname(sys.executable), "t5_mesh_transformer")
-CONFIGS = sorted(os.path.basename(f)[:-4] for f in glob.glob(
-    os.path.join(synth_mtf.GIN_DIR, "models", "synthesizer", "*.gin")))
+CONFIGS = sorted(os.path.basename(v.gin)[:-4] for v in variants.synthesizers())
 SCOPES = {"random": ["random/R"], "fixed_random": ["fixed_random/R"],
           "factorized_random": ["factorized_random/R1"], "dense": ["dense/W2"],
           "factorized_dense": ["factorized_dense/WA"],

@@ -5,19 +5,18 @@ variant's variables exist in every self-attention layer of both stacks, and no
 q/k projection exists where the variant has none.
 """
 
-import glob
 import os
 
 import gin
 import numpy as np
 import pytest
 
-import synth_mtf
 from synth_mtf import model_graph
+from synth_mtf import variants
 
-CONFIG_DIR = os.path.join(synth_mtf.GIN_DIR, "models", "synthesizer")
-CONFIGS = sorted(os.path.basename(f)[:-4]
-                 for f in glob.glob(CONFIG_DIR + "/*.gin"))
+# our Synthesizer configs, by file name, from the catalogue (which
+# test_variants ties to the gin tree)
+CONFIGS = sorted(os.path.basename(v.gin)[:-4] for v in variants.synthesizers())
 EXPECTED = {  # config -> (scopes of its synthesizing functions)
     "random": ["random"], "fixed_random": ["fixed_random"],
     "factorized_random": ["factorized_random"], "dense": ["dense"],

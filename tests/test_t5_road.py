@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from synth_mtf import variants
+
 pytestmark = pytest.mark.slow
 
 WRAPPER = os.path.join(os.path.dirname(__file__), "offline_t5.py")
@@ -35,9 +37,7 @@ EVAL_PARAMS = ["run.dataset_split = 'validation'",
 GLUE = "experiments/table5_glue_small.gin"
 SUPER_GLUE = "experiments/table6_super_glue_small.gin"
 C4 = "experiments/table4_c4_span_corruption.gin"
-R = "models/synthesizer/random.gin"
-RV = "models/synthesizer/random_plus_vanilla.gin"
-VANILLA = "models/baselines/transformer.gin"
+R, RV, VANILLA = (variants.get(v).gin for v in ("R", "R+V", "vanilla"))
 # the tasks each mixture evaluates (T5 0.9.4's registrations), each must report
 GLUE_TASKS = ["glue_cola_v002", "glue_sst2_v002", "glue_mrpc_v002",
               "glue_qqp_v002", "glue_stsb_v002", "glue_mnli_v002",
