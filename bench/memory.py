@@ -399,7 +399,7 @@ def train(args):
                  note="")
       shorter = [r for r in rows if r["variant"] == v and r["length"] < length
                  and r["status"] in STOPS]
-      if v == "stock_R" and length > STOCK_MAX_LENGTH:
+      if v.startswith("stock_") and length > STOCK_MAX_LENGTH:
         row.update(status="unsupported", note="the release's Synthesizer "
                    "hard-codes length %d" % STOCK_MAX_LENGTH)
       elif shorter:
@@ -467,9 +467,17 @@ def decode_context(args):
             for r in measured}
 
   for context in args.contexts:
+    if context > STOCK_MAX_LENGTH:  # not run: the release cannot
+      rows = [r for r in rows if not (r["context"] == context and
+                                      r["variant"].startswith("stock_"))]
+      rows += [dict(context=context, variant=v, status="unsupported",
+                    note="the release's Synthesizer hard-codes length %d"
+                    % STOCK_MAX_LENGTH, peak_rss_bytes="",
+                    stamp=mine["date"]) for v in variants
+               if v.startswith("stock_")]
     todo = [v for v in variants if not any(
-        (r["context"], r["variant"]) == (context, v) and r["status"] == "ok"
-        for r in rows)]
+        (r["context"], r["variant"]) == (context, v) and r["status"] in (
+            "ok", "unsupported") for r in rows)]
     if not todo:
       print("context %d: already measured, skipped" % context)
       continue
