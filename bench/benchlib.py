@@ -67,14 +67,15 @@ def read_json(path, default=None):
     return json.load(f)
 
 
+def md_row(cells):
+  return "| " + " | ".join("" if c is None else str(c) for c in cells) + " |"
+
+
 def md_table(columns, rows, header=None):
   """A Markdown table of rows (dicts, or sequences in column order)."""
-  out = ["| " + " | ".join(header or columns) + " |",
-         "|" + "---|" * len(columns)]
+  out = [md_row(header or columns), "|" + "---|" * len(columns)]
   for r in rows:
-    cells = [r[c] for c in columns] if isinstance(r, dict) else r
-    out.append("| " + " | ".join("" if c is None else str(c) for c in cells)
-               + " |")
+    out.append(md_row([r[c] for c in columns] if isinstance(r, dict) else r))
   return "\n".join(out) + "\n"
 
 

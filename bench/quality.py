@@ -26,8 +26,10 @@ through the sweep runner, with a seeded input function (seeded init and data);
 finished runs are skipped, so an interrupted benchmark resumes, and the tables
 are rewritten after every run. Writes, stamped with command, commit and
 machine: <kind>.csv (one row per dataset, variant, seed, step), <kind>.md
-(final and best step, mean and spread, ranking by step) and <kind>.png (metric
-vs step, seed spread as a band).
+(final and best step, mean and spread, ranking by step, and each pair that the
+paper or Narang et al. order checked against the seed spread: holds, reversed
+or within the spread, and since which step) and <kind>.png (metric vs step,
+seed spread as a band).
 """
 
 import argparse
@@ -90,6 +92,35 @@ PACKING = {
                 "finetuned (not packed) from their span-corruption checkpoint "
                 "(/pretrained, steps counted from the start of finetuning) or "
                 "trained from scratch (/scratch)."}
+
+# The orders other work reports, best first, ties in one tier: each pair of
+# rows in different tiers is checked against the curves here (orderings()).
+# (source, datasets it applies to, tiers); "%s" in a tier stands for the row
+# suffix of the kind (finetune: /pretrained).
+PAPER_T2 = ("the paper, Table 2 (LM1B perplexity)", [
+    ["D+V"], ["vanilla"], ["R+V"], ["R"], ["D"], ["FD"], ["R+D"], ["FR"],
+    ["Fix"]])
+NARANG = ("Narang et al. 2021, Table 1 (mesh-tensorflow's Synthesizer, C4 "
+          "pretraining loss)", [["stock_R+V", "stock_D+V"], ["vanilla"],
+                                ["stock_D"], ["stock_FR"], ["stock_R"]])
+NARANG_OURS = ("Narang et al. 2021, Table 1 (C4 pretraining loss), applied to "
+               "our rows", [
+    ["R+V", "D+V"], ["vanilla"], ["D"], ["FR"], ["R"]])
+NARANG_SUPERGLUE = ("Narang et al. 2021, Table 1 (SuperGLUE after C4 "
+                    "pretraining), for our rows", [
+                        ["R+V"], ["D+V"], ["vanilla"], ["FR"], ["D"], ["R"]])
+ORDERS = {
+    "lm": {"wikitext2": [PAPER_T2, NARANG, NARANG_OURS]},
+    "cls": {"ag_news": [("the paper, Table 7 (AG News accuracy)", [
+        ["FR+V"], ["vanilla"], ["FR"], ["Linformer"]])],
+            "sst2": [("the paper, Table 7 (IMDB reviews accuracy; SST-2 "
+                      "stands in)", [["FR+V"], ["FR"], ["Linformer"],
+                                     ["vanilla"]])]},
+    "finetune": {ds: [(src, [[v + "/pretrained" for v in tier]
+                             for tier in tiers])]
+                 for ds in ("sst2", "ag_news")
+                 for src, tiers in [NARANG_SUPERGLUE]},
+}
 
 
 def datasets(kind, data):
@@ -300,8 +331,60 @@ def summarize(kind, runs, out, info, planned, dropout):
                          statistics.mean(bests), min(bests), max(bests),
                          ", ".join(map(str, best_steps))))
       f.write("\n" + ranking_by_step(curves, ds, lower) + "\n")
+      for source, tiers in ORDERS.get(kind, {}).get(ds, []):
+        f.write(orderings(curves, ds, lower, source, tiers) + "\n")
   plot(curves, os.path.join(out, name + ".png"), what)
   print("wrote %s/%s.{csv,md,json,png}" % (out, name), flush=True)
+
+
+def orderings(curves, ds, lower, source, tiers):
+  """Each pair that `source` orders (a ahead of b), checked here at every
+  step: 'holds' when every seed of a is ahead of every seed of b, 'reversed'
+  when every seed of b is ahead of every seed of a, 'within the spread'
+  otherwise; 'since' is the step from which the last step's status held at
+  every evaluation. Needs 2 seeds of both (one seed has no spread)."""
+  def status(a, b, step):
+    va = [c[step] for c in curves[(ds, a)].values() if step in c]
+    vb = [c[step] for c in curves[(ds, b)].values() if step in c]
+    if len(va) < len(curves[(ds, a)]) or len(vb) < len(curves[(ds, b)]):
+      return None
+    ahead = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
+    if all(ahead(x, y) for x in va for y in vb):
+      return "holds"
+    if all(ahead(y, x) for x in va for y in vb):
+      return "reversed"
+    return "within the spread"
+
+  lines = []
+  for i, tier in enumerate(tiers):
+    for a in tier:
+      for b in [v for later in tiers[i + 1:] for v in later]:
+        if (ds, a) not in curves or (ds, b) not in curves:
+          continue
+        seeds = min(len(curves[(ds, a)]), len(curves[(ds, b)]))
+        steps = sorted(set.intersection(*(set(c) for v in (a, b)
+                                          for c in curves[(ds, v)].values())))
+        if seeds < 2 or not steps:
+          lines.append(benchlib.md_row(["%s ahead of %s" % (a, b),
+                                        "(%d seed)" % seeds, ""]))
+          continue
+        now = status(a, b, steps[-1])
+        since = steps[-1]
+        for step in reversed(steps):
+          if status(a, b, step) != now:
+            break
+          since = step
+        lines.append(benchlib.md_row([
+            "%s ahead of %s" % (a, b), "%s at %d" % (now, steps[-1]),
+            since if now != "within the spread" else ""]))
+  if not lines:
+    return ""
+  held = sum("| holds" in l for l in lines)
+  rev = sum("| reversed" in l for l in lines)
+  return ("Pairs ordered by %s, checked against the seed spread here: %d "
+          "hold, %d reversed, %d within the spread or not yet on 2 seeds."
+          "\n\n| pair | last step | since step |\n|---|---|---:|\n%s\n"
+          % (source, held, rev, len(lines) - held - rev, "\n".join(lines)))
 
 
 def ranking_by_step(curves, ds, lower):
