@@ -61,6 +61,11 @@ LM_VARIANTS = _rows("lm", ["vanilla", "R", "Fix", "FR", "D", "FD", "R+D", "R+V",
 # without packing, next to ours without packing for reference.
 LM_VARIANTS.update(_rows("lm", STOCK + ["vanilla", "R"], [UNPACKED],
                          "/unpacked"))
+# T5 gives its stacks no absolute positions (only its attention's relative
+# bias), so Dense, Factorized Dense and a mixture's dot product see none: the
+# same rows with T5's relative bias added to the mixed logits.
+BIAS = "SynthesizerAttention.relative_attention_type = 'bias_shared'"
+LM_VARIANTS.update(_rows("lm", ["D", "FD", "D+V"], [BIAS], "/bias"))
 # classification is never packed (see datasets())
 CLS_VARIANTS = _rows("encoder_only", ["vanilla", "Linformer", "R", "FR", "FR+V",
                                       "D"] + STOCK)
@@ -82,7 +87,9 @@ PACKING = {
     "lm": "Training batches are packed as T5 packs them (several documents per "
           "row) for every row but those marked /unpacked; stock_* is "
           "mesh-tensorflow's own Synthesizer, whose tables are indexed by the "
-          "offset in the packed row.",
+          "offset in the packed row. /bias: with T5's relative position bias "
+          "(relative_attention_type = 'bias_shared'; vanilla has it, our "
+          "layer does not by default).",
     "cls": "Training batches are not packed (one example per row) for any "
            "row; stock_* is mesh-tensorflow's own Synthesizer.",
     "pretrain": "T5's span corruption on the WikiText-2 text (packed, as T5 "
@@ -190,7 +197,7 @@ def plan(kind, data, variants, seeds, only):
                  [1, 2, 3] if v in THREE_SEEDS and kind != "finetune"
                  else [1, 2])
       for s in seeds or default:
-        extra = v.startswith("stock_") or v.endswith("/unpacked")
+        extra = v.startswith("stock_") or v.endswith(("/unpacked", "/bias"))
         out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),
                     (dataset, v, s)))
   return [r for _, r in sorted(out)]

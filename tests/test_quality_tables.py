@@ -1,4 +1,5 @@
-"""bench/quality.py's check of published orderings against the seed spread."""
+"""bench/quality.py's tables: published orderings checked against the seed
+spread, and the rows that add T5's relative bias."""
 
 import importlib
 import os
@@ -48,3 +49,21 @@ def test_orderings_name_rows_the_tables_have():
       for _, tiers in sources:
         for row in (v for tier in tiers for v in tier):
           assert row in quality.VARIANTS[kind], (kind, row)
+
+
+def test_bias_rows_add_t5s_relative_bias():
+  """The LM's /bias rows give Dense T5's relative position bias, which the
+  plain rows do not have (T5's stacks have no absolute positions)."""
+  from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  tiny = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
+          "num_layers = 2", "max_length = 8",
+          "SynthesizerAttention.max_length = 8",
+          "utils.run.model_type = 'lm'"]
+  for row, has_bias in [("vanilla", True), ("D", False), ("D/bias", True),
+                        ("D+V", False), ("D+V/bias", True)]:
+    gin_file, bindings = quality.LM_VARIANTS[row]
+    names = model_graph.build_variables(
+        ["models/t5.1.1.tiny.gin", gin_file], bindings + tiny)
+    assert any("relative_attention_bias" in n for n in names) == has_bias, (
+        row, sorted(names))
