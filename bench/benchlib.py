@@ -101,7 +101,7 @@ def slope(points):
   return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def loglog(path, panels, xlabel, title, stamps, slopes=True):
+def loglog(path, panels, xlabel, title, stamps):
   """Log-log panels [(ylabel, {series: [(x, y)]})], one marker per series,
   the fitted slope in the legend, the runs' stamps along the bottom."""
   plt = pyplot()
@@ -112,7 +112,7 @@ def loglog(path, panels, xlabel, title, stamps, slopes=True):
       pts = sorted(series[v])
       if not pts:
         continue
-      k = slope(pts) if slopes else None
+      k = slope(pts)
       ax.plot(*zip(*pts), marker="os^"[i % 3], color=colour(plt, i, len(names)),
               label=v + ("" if k is None else " (slope %.2f)" % k))
     ax.set_xscale("log", base=2)

@@ -375,8 +375,9 @@ def settings(args):
 def train(args):
   os.makedirs(args.out, exist_ok=True)
   stamps, rows = load(os.path.join(args.out, "memory.json"))
-  mine = dict(benchlib.stamp(), batch=args.batch, target_length=args.target_length,
-              tiny=args.tiny, settings=settings(args))
+  mine = dict(benchlib.stamp(), batch=args.batch,
+              target_length=args.target_length, tiny=args.tiny,
+              settings=settings(args))
   for st in stamps:
     if (st["batch"], st["target_length"], st["tiny"]) != (
         args.batch, args.target_length, args.tiny):
