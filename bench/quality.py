@@ -49,9 +49,9 @@ UNPACKED = "mesh_train_dataset_fn.pack = False"
 
 def _rows(kind, labels, extra=(), suffix=""):
   """row name -> (model gin file, bindings) for catalogue labels."""
-  return {v + suffix: (catalogue.get(v).gin_file(kind),
-                       list(catalogue.get(v).bindings) + list(extra))
-          for v in labels}
+  variants = {v: catalogue.get(v) for v in labels}
+  return {v + suffix: (c.gin_file(kind), list(c.bindings) + list(extra))
+          for v, c in variants.items()}
 
 
 # row name -> (model gin file, extra bindings), in table order
@@ -102,8 +102,7 @@ PACKING = {
 
 # The orders other work reports, best first, ties in one tier: each pair of
 # rows in different tiers is checked against the curves here (orderings()).
-# (source, datasets it applies to, tiers); "%s" in a tier stands for the row
-# suffix of the kind (finetune: /pretrained).
+# kind -> dataset -> [(source, tiers)]; the finetuning rows are /pretrained.
 PAPER_T2 = ("the paper, Table 2 (LM1B perplexity)", [
     ["D+V"], ["vanilla"], ["R+V"], ["R"], ["D"], ["FD"], ["R+D"], ["FR"],
     ["Fix"]])
@@ -344,25 +343,35 @@ def summarize(kind, runs, out, info, planned, dropout):
   print("wrote %s/%s.{csv,md,json,png}" % (out, name), flush=True)
 
 
+def unchanged_since(steps, values):
+  """The first of `steps` from which `values` (one per step) stay equal to the
+  last one; None without steps."""
+  since = None
+  for step, value in reversed(list(zip(steps, values))):
+    if value != values[-1]:
+      break
+    since = step
+  return since
+
+
 def orderings(curves, ds, lower, source, tiers):
   """Each pair that `source` orders (a ahead of b), checked here at every
   step: 'holds' when every seed of a is ahead of every seed of b, 'reversed'
   when every seed of b is ahead of every seed of a, 'within the spread'
   otherwise; 'since' is the step from which the last step's status held at
   every evaluation. Needs 2 seeds of both (one seed has no spread)."""
-  def status(a, b, step):
-    va = [c[step] for c in curves[(ds, a)].values() if step in c]
-    vb = [c[step] for c in curves[(ds, b)].values() if step in c]
-    if len(va) < len(curves[(ds, a)]) or len(vb) < len(curves[(ds, b)]):
-      return None
-    ahead = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
+  ahead = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
+
+  def status(a, b, step):  # every seed has `step` (steps are shared ones)
+    va = [c[step] for c in curves[(ds, a)].values()]
+    vb = [c[step] for c in curves[(ds, b)].values()]
     if all(ahead(x, y) for x in va for y in vb):
       return "holds"
     if all(ahead(y, x) for x in va for y in vb):
       return "reversed"
     return "within the spread"
 
-  lines = []
+  lines, counts = [], {"holds": 0, "reversed": 0}
   for i, tier in enumerate(tiers):
     for a in tier:
       for b in [v for later in tiers[i + 1:] for v in later]:
@@ -375,23 +384,20 @@ def orderings(curves, ds, lower, source, tiers):
           lines.append(benchlib.md_row(["%s ahead of %s" % (a, b),
                                         "(%d seed)" % seeds, ""]))
           continue
-        now = status(a, b, steps[-1])
-        since = steps[-1]
-        for step in reversed(steps):
-          if status(a, b, step) != now:
-            break
-          since = step
+        statuses = [status(a, b, step) for step in steps]
+        now = statuses[-1]
+        if now in counts:
+          counts[now] += 1
         lines.append(benchlib.md_row([
             "%s ahead of %s" % (a, b), "%s at %d" % (now, steps[-1]),
-            since if now != "within the spread" else ""]))
+            unchanged_since(steps, statuses) if now in counts else ""]))
   if not lines:
     return ""
-  held = sum("| holds" in l for l in lines)
-  rev = sum("| reversed" in l for l in lines)
   return ("Pairs ordered by %s, checked against the seed spread here: %d "
           "hold, %d reversed, %d within the spread or not yet on 2 seeds."
           "\n\n| pair | last step | since step |\n|---|---|---:|\n%s\n"
-          % (source, held, rev, len(lines) - held - rev, "\n".join(lines)))
+          % (source, counts["holds"], counts["reversed"],
+             len(lines) - sum(counts.values()), "\n".join(lines)))
 
 
 def ranking_by_step(curves, ds, lower):
@@ -410,13 +416,9 @@ def ranking_by_step(curves, ds, lower):
     orders.append([v for _, v in means])
     lines.append("| %d | %s |" % (step, " > ".join(
         "%s %.2f" % (v, m) for m, v in means)))
-  settled = steps[-1] if steps else None
-  for step, order in reversed(list(zip(steps, orders))):
-    if order != orders[-1]:
-      break
-    settled = step
   return ("Ranking (best first) by step; unchanged from step %s on.\n\n"
-          "| step | ranking |\n|---:|---|\n%s\n" % (settled, "\n".join(lines)))
+          "| step | ranking |\n|---:|---|\n%s\n" % (
+              unchanged_since(steps, orders), "\n".join(lines)))
 
 
 def plot(curves, path, what):
