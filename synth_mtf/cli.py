@@ -231,7 +231,10 @@ def main(argv=None):
 def cmd_variants(args):
   del args
   from synth_mtf import variants  # pylint: disable=g-import-not-at-top
-  print(variants.table())
+  print(_table([(v.label, v.paper, v.gin or "", v.encoder_only or "",
+                 "; ".join(v.bindings)) for v in variants.CATALOGUE],
+               ["label", "paper", "gin file (bi, lm)", "encoder-only",
+                "bindings"]))
 
 
 def cmd_sweep(args):

@@ -40,17 +40,18 @@ def run_cli(cmd, log_path, on_line):
 
 
 def main(argv=None):
+  choices = variants()
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("variant", nargs="?", default="random",
-                      help="one of: %s" % ", ".join(variants()))
+                      help="one of: %s" % ", ".join(choices))
   parser.add_argument("--model_dir", default=None,
                       help="default runs/demo_<variant>; an existing one resumes")
   parser.add_argument("--steps", type=int, default=1000)
   args = parser.parse_args(argv)
-  if args.variant not in variants():
+  if args.variant not in choices:
     parser.error("unknown variant %r; choose one of: %s"
-                 % (args.variant, ", ".join(variants())))
-  variant = variants()[args.variant]
+                 % (args.variant, ", ".join(choices)))
+  variant = choices[args.variant]
   model_dir = os.path.abspath(args.model_dir or
                               os.path.join("runs", "demo_" + args.variant))
   os.makedirs(model_dir, exist_ok=True)

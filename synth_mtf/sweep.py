@@ -56,9 +56,9 @@ class Sweep(object):
       self.variants = {k: (f, []) for k, f in variants.items()}
     else:
       try:
-        self.variants = {v: (catalogue.get(v).gin_file(kind),
-                             list(catalogue.get(v).bindings))
-                         for v in variants}
+        found = {v: catalogue.get(v) for v in variants}
+        self.variants = {v: (c.gin_file(kind), list(c.bindings))
+                         for v, c in found.items()}
       except ValueError as e:
         raise ValueError("Sweep.variants: %s" % e) from None
     self.base_gin_files = list(base_gin_files)

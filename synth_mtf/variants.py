@@ -31,11 +31,16 @@ class Variant:
   bindings: Tuple[str, ...] = ()  # on top of the gin file
   stock: bool = False  # mesh-tensorflow's own layer, not ours
 
-  def gin_file(self, kind="bi"):
-    """The gin file for kind 'bi' (encoder-decoder), 'lm' or 'encoder_only'."""
+  def config(self, kind):
+    """The gin file of kind 'bi' (encoder-decoder), 'lm' or 'encoder_only', or
+    None where the variant has none."""
     if kind not in KINDS:
       raise ValueError("unknown kind %r; choose from %s" % (kind, KINDS))
-    f = self.encoder_only if kind == "encoder_only" else self.gin
+    return self.encoder_only if kind == "encoder_only" else self.gin
+
+  def gin_file(self, kind="bi"):
+    """config(kind), or an error naming the variants that have one."""
+    f = self.config(kind)
     if f is None:
       raise ValueError(
           "%s has no %s config; the variants that have one: %s" % (
@@ -44,7 +49,8 @@ class Variant:
 
 
 KINDS = ("bi", "lm", "encoder_only")
-_SYN = "models/synthesizer/%s.gin"
+_SYN_DIR = "models/synthesizer/"
+_SYN = _SYN_DIR + "%s.gin"
 _ENC = "models/encoder_only/%s.gin"
 _STOCK = "transformer_layers.Synthesizer.synthesize_mode = %r"
 
@@ -98,22 +104,10 @@ def get(label):
 
 def labels(kind="bi", stock=True):
   """The labels that have a config of `kind`, in catalogue order."""
-  key = "encoder_only" if kind == "encoder_only" else "gin"
   return [v.label for v in CATALOGUE
-          if getattr(v, key) and (stock or not v.stock)]
+          if v.config(kind) and (stock or not v.stock)]
 
 
 def synthesizers():
   """Our Synthesizer variants (the files of gin/models/synthesizer/)."""
-  return [v for v in CATALOGUE if v.gin and v.gin.startswith(_SYN[:-6])]
-
-
-def table():
-  """The catalogue as Markdown (`synth-mtf variants`)."""
-  lines = ["| label | paper | gin file (bi, lm) | encoder-only | bindings |",
-           "|---|---|---|---|---|"]
-  for v in CATALOGUE:
-    lines.append("| %s | %s | %s | %s | %s |" % (
-        v.label, v.paper, v.gin or "", v.encoder_only or "",
-        "; ".join(v.bindings)))
-  return "\n".join(lines)
+  return [v for v in CATALOGUE if v.gin and v.gin.startswith(_SYN_DIR)]
