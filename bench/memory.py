@@ -47,7 +47,7 @@ import numpy as np
 
 import benchlib
 from benchlib import GIB, SIZE, slope
-from speed import STOCK_MAX_LENGTH, Model
+from speed import Model, release_cannot
 import decode
 
 COLUMNS = ["length", "variant", "peak_rss_bytes", "param_bytes",
@@ -400,9 +400,8 @@ def train(args):
                  note="")
       shorter = [r for r in rows if r["variant"] == v and r["length"] < length
                  and r["status"] in STOPS]
-      if v.startswith("stock_") and length > STOCK_MAX_LENGTH:
-        row.update(status="unsupported", note="the release's Synthesizer "
-                   "hard-codes length %d" % STOCK_MAX_LENGTH)
+      if release_cannot(v, length):
+        row.update(status="unsupported", note=release_cannot(v, length))
       elif shorter:
         first = min(shorter, key=lambda r: r["length"])
         row.update(status=first["status"], note="not run: %s at %d" % (
@@ -468,14 +467,13 @@ def decode_context(args):
             for r in measured}
 
   for context in args.contexts:
-    if context > STOCK_MAX_LENGTH:  # not run: the release cannot
-      rows = [r for r in rows if not (r["context"] == context and
-                                      r["variant"].startswith("stock_"))]
-      rows += [dict(context=context, variant=v, status="unsupported",
-                    note="the release's Synthesizer hard-codes length %d"
-                    % STOCK_MAX_LENGTH, peak_rss_bytes="",
-                    stamp=mine["date"]) for v in variants
-               if v.startswith("stock_")]
+    cannot = {v: release_cannot(v, context) for v in variants
+              if release_cannot(v, context)}  # not run
+    rows = [r for r in rows if not (r["context"] == context and
+                                    r["variant"] in cannot)]
+    rows += [dict(context=context, variant=v, status="unsupported", note=why,
+                  peak_rss_bytes="", stamp=mine["date"])
+             for v, why in cannot.items()]
     todo = [v for v in variants if not any(
         (r["context"], r["variant"]) == (context, v) and r["status"] in (
             "ok", "unsupported") for r in rows)]
