@@ -22,7 +22,7 @@ def variants():
   """{choice: Variant}: our Synthesizers by label and by gin file name."""
   out = {}
   for v in catalogue.synthesizers():
-    out[v.label] = out[os.path.basename(v.gin)[:-len(".gin")]] = v
+    out[v.label] = out[v.stem] = v
   return out
 
 

@@ -31,6 +31,11 @@ class Variant:
   bindings: Tuple[str, ...] = ()  # on top of the gin file
   stock: bool = False  # mesh-tensorflow's own layer, not ours
 
+  @property
+  def stem(self):
+    """The name of its gin file without folder and .gin (e.g. 'random')."""
+    return self.gin and self.gin.rsplit("/", 1)[-1][:-len(".gin")]
+
   def config(self, kind):
     """The gin file of kind 'bi' (encoder-decoder), 'lm' or 'encoder_only', or
     None where the variant has none."""

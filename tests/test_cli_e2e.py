@@ -1,7 +1,8 @@
 """End to end through the stock t5_mesh_transformer CLI (slow; run in CI too).
 
-Every Synthesizer variant (gin/models/synthesizer/) trains a few steps on the generated task and
-evaluates with decoding; the checkpoint proves the variant is what ran.
+Every Synthesizer variant (gin/models/synthesizer/) trains a few steps on the
+generated task and evaluates with decoding; the checkpoint proves the variant
+is what ran.
 """
 
 import os
@@ -16,7 +17,7 @@ from synth_mtf import variants
 pytestmark = pytest.mark.slow
 
 CLI = os.path.join(os.path.dirname(sys.executable), "t5_mesh_transformer")
-CONFIGS = sorted(os.path.basename(v.gin)[:-4] for v in variants.synthesizers())
+CONFIGS = sorted(v.stem for v in variants.synthesizers())
 SCOPES = {"random": ["random/R"], "fixed_random": ["fixed_random/R"],
           "factorized_random": ["factorized_random/R1"], "dense": ["dense/W2"],
           "factorized_dense": ["factorized_dense/WA"],

@@ -5,8 +5,6 @@ variant's variables exist in every self-attention layer of both stacks, and no
 q/k projection exists where the variant has none.
 """
 
-import os
-
 import gin
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from synth_mtf import variants
 
 # our Synthesizer configs, by file name, from the catalogue (which
 # test_variants ties to the gin tree)
-CONFIGS = sorted(os.path.basename(v.gin)[:-4] for v in variants.synthesizers())
+CONFIGS = sorted(v.stem for v in variants.synthesizers())
 EXPECTED = {  # config -> (scopes of its synthesizing functions)
     "random": ["random"], "fixed_random": ["fixed_random"],
     "factorized_random": ["factorized_random"], "dense": ["dense"],
