@@ -421,30 +421,63 @@ def ranking_by_step(curves, ds, lower):
               unchanged_since(steps, orders), "\n".join(lines)))
 
 
+# One panel per group of rows (those the curves have), so that 24 LM rows stay
+# readable. A row has its variant's colour (stock_R and R share one), its line
+# dashed when it is the variant changed (/unpacked, /bias, /scratch); our rows
+# it changes, and vanilla, are drawn dotted as references where they are not
+# members.
+PANELS = [
+    ("the paper's rows", lambda v: "/" not in v and not v.startswith("stock_")),
+    ("mesh-tensorflow's Synthesizer (dashed: unpacked)",
+     lambda v: v.startswith("stock_")),
+    ("ours unpacked or with T5's relative bias (dashed)",
+     lambda v: not v.startswith("stock_") and v.endswith(("/unpacked",
+                                                          "/bias"))),
+    ("finetuned from span corruption (solid) or from scratch (dashed)",
+     lambda v: v.endswith(("/pretrained", "/scratch"))),
+]
+CHANGED = ("/unpacked", "/bias", "/scratch")
+
+
+def base(row):
+  """The variant of ours a row changes: stock_R/unpacked -> R."""
+  return row.split("/")[0].replace("stock_", "")
+
+
 def plot(curves, path, what):
   plt = benchlib.pyplot()
   dss = sorted({k[0] for k in curves})
-  fig, axes = plt.subplots(1, len(dss), figsize=(7 * len(dss), 5),
+  panels = [(title, member) for title, member in PANELS
+            if any(member(v) for _, v in curves)]
+  fig, axes = plt.subplots(len(dss), len(panels),
+                           figsize=(6 * len(panels), 4.5 * len(dss)),
                            squeeze=False)
-  cmap = plt.get_cmap("tab20")
-  for ax, ds in zip(axes[0], dss):
-    for i, ((d, v), by_seed) in enumerate(sorted(curves.items())):
-      if d != ds:
-        continue
-      steps = sorted(set.intersection(*(set(c) for c in by_seed.values())))
-      vals = [[c[s] for c in by_seed.values()] for s in steps]
-      style = "--" if v.startswith("stock_") else "-"
-      ax.plot(steps, [statistics.mean(x) for x in vals], style,
-              color=cmap(i % 20), label="%s (%d)" % (v, len(by_seed)), lw=1.2)
-      ax.fill_between(steps, [min(x) for x in vals], [max(x) for x in vals],
-                      color=cmap(i % 20), alpha=0.2)
-    ax.set_xlabel("training step")
-    ax.set_title("%s: %s; band = seed min-max" % (ds, what), fontsize=8)
-    ax.legend(fontsize=6, ncol=2)
-    if "perplexity" in what:
-      ax.set_yscale("log")
+  cmap = plt.get_cmap("tab10")
+  for row, ds in zip(axes, dss):
+    for ax, (title, member) in zip(row, panels):
+      members = [v for d, v in sorted(curves) if d == ds and member(v)]
+      bases = sorted({base(v) for v in members} | {"vanilla"},
+                     key=lambda b: (b != "vanilla", b))
+      references = [b for b in bases if b not in members and (ds, b) in curves]
+      for v in members + references:
+        by_seed = curves[(ds, v)]
+        steps = sorted(set.intersection(*(set(c) for c in by_seed.values())))
+        vals = [[c[s] for c in by_seed.values()] for s in steps]
+        colour = cmap(bases.index(base(v)) % 10)
+        style = (":" if v in references else
+                 "--" if v.endswith(CHANGED) else "-")
+        ax.plot(steps, [statistics.mean(x) for x in vals], style,
+                color=colour, label="%s (%d)" % (v, len(by_seed)), lw=1.2)
+        ax.fill_between(steps, [min(x) for x in vals],
+                        [max(x) for x in vals], color=colour, alpha=0.15)
+      ax.set_xlabel("training step")
+      ax.set_title("%s: %s\n%s; band = seed min-max" % (ds, title, what),
+                   fontsize=8)
+      ax.legend(fontsize=6, ncol=2)
+      if "perplexity" in what:
+        ax.set_yscale("log")
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
+  fig.savefig(path, dpi=80)
   plt.close(fig)
 
 

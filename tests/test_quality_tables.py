@@ -67,3 +67,16 @@ def test_bias_rows_add_t5s_relative_bias():
         ["models/t5.1.1.tiny.gin", gin_file], bindings + tiny)
     assert any("relative_attention_bias" in n for n in names) == has_bias, (
         row, sorted(names))
+
+
+def test_every_row_is_drawn_in_one_panel():
+  """The plot splits rows into panels: none is left out or drawn twice, and
+  each row's colour is that of the variant of ours it changes."""
+  quality = load_quality()
+  for kind, rows in quality.VARIANTS.items():
+    for row in rows:
+      panels = [title for title, member in quality.PANELS if member(row)]
+      assert len(panels) == 1, (kind, row, panels)
+  assert quality.base("stock_R+V/unpacked") == "R+V"
+  assert quality.base("D/bias") == "D"
+  assert quality.base("vanilla/pretrained") == "vanilla"
