@@ -354,23 +354,26 @@ def unchanged_since(steps, values):
   return since
 
 
+def spread_status(curves, ds, a, b, step, lower):
+  """'holds' when every seed of a is ahead of every seed of b at `step`,
+  'reversed' when every seed of b is ahead of every seed of a, 'within the
+  spread' otherwise (every seed of both has `step`)."""
+  ahead = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
+  va = [c[step] for c in curves[(ds, a)].values()]
+  vb = [c[step] for c in curves[(ds, b)].values()]
+  if all(ahead(x, y) for x in va for y in vb):
+    return "holds"
+  if all(ahead(y, x) for x in va for y in vb):
+    return "reversed"
+  return "within the spread"
+
+
 def orderings(curves, ds, lower, source, tiers):
   """Each pair that `source` orders (a ahead of b), checked here at every
   step: 'holds' when every seed of a is ahead of every seed of b, 'reversed'
   when every seed of b is ahead of every seed of a, 'within the spread'
   otherwise; 'since' is the step from which the last step's status held at
   every evaluation. Needs 2 seeds of both (one seed has no spread)."""
-  ahead = (lambda x, y: x < y) if lower else (lambda x, y: x > y)
-
-  def status(a, b, step):  # every seed has `step` (steps are shared ones)
-    va = [c[step] for c in curves[(ds, a)].values()]
-    vb = [c[step] for c in curves[(ds, b)].values()]
-    if all(ahead(x, y) for x in va for y in vb):
-      return "holds"
-    if all(ahead(y, x) for x in va for y in vb):
-      return "reversed"
-    return "within the spread"
-
   lines, counts = [], {"holds": 0, "reversed": 0}
   for i, tier in enumerate(tiers):
     for a in tier:
@@ -384,7 +387,8 @@ def orderings(curves, ds, lower, source, tiers):
           lines.append(benchlib.md_row(["%s ahead of %s" % (a, b),
                                         "(%d seed)" % seeds, ""]))
           continue
-        statuses = [status(a, b, step) for step in steps]
+        statuses = [spread_status(curves, ds, a, b, step, lower)
+                    for step in steps]
         now = statuses[-1]
         if now in counts:
           counts[now] += 1
@@ -402,10 +406,12 @@ def orderings(curves, ds, lower, source, tiers):
 
 def ranking_by_step(curves, ds, lower):
   """The order of the variants' seed means at each step, and the step from
-  which it no longer changes (variants with all their seeds at that step)."""
+  which it no longer changes (variants with all their seeds at that step);
+  likewise for the pairs that the seed spread separates, which moves less
+  with noise than the order of means."""
   steps = sorted({s for (d, _), c in curves.items() if d == ds
                   for by in c.values() for s in by})
-  lines, orders = [], []
+  lines, orders, separated, rows = [], [], [], []
   for step in steps:
     means = []
     for (d, v), by_seed in curves.items():
@@ -416,9 +422,19 @@ def ranking_by_step(curves, ds, lower):
     orders.append([v for _, v in means])
     lines.append("| %d | %s |" % (step, " > ".join(
         "%s %.2f" % (v, m) for m, v in means)))
-  return ("Ranking (best first) by step; unchanged from step %s on.\n\n"
-          "| step | ranking |\n|---:|---|\n%s\n" % (
-              unchanged_since(steps, orders), "\n".join(lines)))
+    # the pairs one of which is ahead at every seed (rows with 2+ seeds)
+    rows = sorted(v for _, v in means if len(curves[(ds, v)]) > 1)
+    separated.append({(a, b, spread_status(curves, ds, a, b, step, lower))
+                      for i, a in enumerate(rows) for b in rows[i + 1:]} -
+                     {(a, b, "within the spread") for a in rows for b in rows})
+  pairs = len(rows) * (len(rows) - 1) // 2
+  return ("Ranking (best first) by step; unchanged from step %s on. The pairs "
+          "of rows that the seed spread separates (every seed of one ahead of "
+          "every seed of the other; rows with 2 seeds or more): %d of %d at "
+          "the last step, the same pairs the same way round from step %s on."
+          "\n\n| step | ranking |\n|---:|---|\n%s\n" % (
+              unchanged_since(steps, orders), len(separated[-1]), pairs,
+              unchanged_since(steps, separated), "\n".join(lines)))
 
 
 # One panel per group of rows (those the curves have), so that 24 LM rows stay

@@ -14,16 +14,18 @@ def load_quality():
   return importlib.import_module("quality")
 
 
+# perplexity (lower is better), two seeds of A, B and E, one of C
+CURVES = {
+    ("d", "A"): {1: {1: 5.0, 2: 3.9, 3: 3.0}, 2: {1: 5.5, 2: 4.0, 3: 3.1}},
+    ("d", "B"): {1: {1: 4.0, 2: 4.1, 3: 3.5}, 2: {1: 4.1, 2: 4.3, 3: 3.6}},
+    ("d", "C"): {1: {1: 9.0, 2: 8.0, 3: 7.0}},
+    ("d", "E"): {1: {1: 6.0, 2: 3.0, 3: 3.05}, 2: {1: 6.0, 2: 5.0, 3: 3.2}},
+}
+
+
 def test_orderings_claim_only_outside_the_seed_spread():
   quality = load_quality()
-  # perplexity (lower is better), two seeds of A and B, one of C
-  curves = {
-      ("d", "A"): {1: {1: 5.0, 2: 3.9, 3: 3.0}, 2: {1: 5.5, 2: 4.0, 3: 3.1}},
-      ("d", "B"): {1: {1: 4.0, 2: 4.1, 3: 3.5}, 2: {1: 4.1, 2: 4.3, 3: 3.6}},
-      ("d", "C"): {1: {1: 9.0, 2: 8.0, 3: 7.0}},
-      ("d", "E"): {1: {1: 6.0, 2: 3.0, 3: 3.05}, 2: {1: 6.0, 2: 5.0, 3: 3.2}},
-  }
-  text = quality.orderings(curves, "d", True, "a source",
+  text = quality.orderings(CURVES, "d", True, "a source",
                            [["A"], ["B", "E"], ["C"]])
   rows = [line for line in text.splitlines() if " ahead of " in line]
   assert rows == [
@@ -37,8 +39,20 @@ def test_orderings_claim_only_outside_the_seed_spread():
   ]
   assert "1 hold, 0 reversed, 4 within the spread" in text
   # higher is better: the same numbers read as accuracies reverse A and B
-  text = quality.orderings(curves, "d", False, "s", [["A"], ["B"]])
+  text = quality.orderings(CURVES, "d", False, "s", [["A"], ["B"]])
   assert "| A ahead of B | reversed at 3 | 2 |" in text
+
+
+def test_ranking_settles_by_means_and_by_the_spread():
+  """The order of means settles at step 2 (A > E > B > C); the pairs the
+  spread separates change until step 3 (A ahead of B from step 2, E ahead of
+  B only at 3; C has one seed and no spread)."""
+  quality = load_quality()
+  text = quality.ranking_by_step(CURVES, "d", True)
+  assert "unchanged from step 2 on" in text
+  assert "2 of 3 at the last step, the same pairs the same way round from " \
+         "step 3 on" in text
+  assert "| 3 | A 3.05 > E 3.12 > B 3.55 > C 7.00 |" in text
 
 
 def test_orderings_name_rows_the_tables_have():
