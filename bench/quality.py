@@ -207,7 +207,9 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   """Train and evaluate `runs` in order; a run found in `committed` (the
   results JSON of an earlier invocation, with the same eval steps) is taken
   from there, so the benchmark resumes from what was committed even on a
-  machine without the earlier model dirs. pretrained: fn(variant, seed) ->
+  machine without the earlier model dirs; one committed with fewer steps
+  (the same eval steps so far) is trained on from its model dir to `steps`.
+  pretrained: fn(variant, seed) ->
   (checkpoint, its step), for the finetune kind's /pretrained rows."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   all_variants = VARIANTS[kind]
@@ -222,16 +224,22 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       if not os.path.exists(path):
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
-  other = sorted({r["run"] for r in committed if [  # (no curve: a snapshot)
-      step - r.get("offset", 0) for step, _ in r.get("curve", [])]
-                   != eval_steps})
+  def evaluated(r):  # (no curve: a snapshot)
+    return [step - r.get("offset", 0) for step, _ in r.get("curve", [])]
+
+  other = sorted({r["run"] for r in committed if not evaluated(r) or
+                  evaluated(r) != eval_steps[:len(evaluated(r))]})
   if other:
     raise SystemExit("the committed results (--out) hold runs evaluated at "
                      "other steps than %s (e.g. %s): pass another --out for "
                      "these settings" % (eval_steps[:3] + ["..."], other[:3]))
-  finished = {(r["dataset"], r["variant"], r["seed"]): r for r in committed}
-  # committed runs outside this invocation's plan stay in the tables
-  kept = [r for k, r in finished.items() if k not in set(runs)]
+  by_key = {(r["dataset"], r["variant"], r["seed"]): r for r in committed}
+  finished = {k: r for k, r in by_key.items() if evaluated(r) == eval_steps}
+  # committed runs outside this invocation's plan stay in the tables, and so
+  # do shorter ones until they are extended
+  kept = [r for k, r in by_key.items() if k not in set(runs)]
+  shorter = {k: r for k, r in by_key.items()
+             if k in set(runs) and k not in finished}
   rows = []
   for dataset, variant, seed in runs:
     if (dataset, variant, seed) in finished:
@@ -265,11 +273,22 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
     d = os.path.join(work_dir, dataset)
     os.makedirs(d, exist_ok=True)
     (run_id, v, f, crossed), = sweep.runs()
-    r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
+    run_id = run_id.replace("/", "_")
+    if shorter.pop((dataset, variant, seed), None):
+      # T5 resumes training from the model dir's last checkpoint (under a
+      # constant learning rate the same optimisation; the input pipeline
+      # starts its seeded order again); without the dir it trains anew
+      print("[quality] %s %s seed %d: committed to step %d, extended to %d"
+            % (dataset, variant, seed, evaluated(
+                by_key[(dataset, variant, seed)])[-1], steps), flush=True)
+      result = os.path.join(d, run_id, "result.json")
+      if os.path.exists(result):
+        os.remove(result)
+    r = sweep_lib.run_one(sweep, run_id, v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset)
     rows.append(r)
-    on_result(rows + kept)
+    on_result(rows + kept + list(shorter.values()))
   if rows and all(k in finished for k in runs):
     on_result(rows + kept)  # nothing new: tables as committed, restamped
   return rows
@@ -509,7 +528,8 @@ def main(argv=None):
                  "main rows, 2 for the rest; pretraining 1)")
   p.add_argument("--steps", type=int, default=None,
                  help="training (finetuning) steps (default: lm 3000, cls "
-                 "and finetuning 2000)")
+                 "and finetuning 2000); more than the committed runs have "
+                 "trains them on from their model dirs")
   p.add_argument("--pretrain_steps", type=int, default=2000)
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--dropout", type=float, default=0.1)

@@ -70,6 +70,25 @@ def test_quality_smoke(tmp_path):
   assert not (tmp_path / "fresh_runs").exists()
   with open(tmp_path / "quality_lm.csv") as f:
     assert list(csv.DictReader(f)) == rows
+  # more steps train a committed run on from its model dir (its checkpoint at
+  # step 2 is not written again; the saver re-saves the one it starts from)
+  # and keep the other row as it was
+  (model,) = (tmp_path / "runs" / "lm" / "wikitext2").glob("R_*")
+  written = {n: os.stat(model / n).st_mtime_ns for n in ["model.ckpt-2.index"]}
+  longer = args[:7] + ["6"] + args[8:11] + ["R"] + args[12:]
+  assert "committed to step 4, extended to 6" in run(*longer)
+  with open(tmp_path / "quality_lm.csv") as f:
+    extended = list(csv.DictReader(f))
+  assert [(r["variant"], r["step"]) for r in extended] == [
+      ("R", "2"), ("R", "4"), ("R", "6"), ("stock_R/unpacked", "2"),
+      ("stock_R/unpacked", "4")]
+  assert extended[:2] == rows[:2] and extended[3:] == rows[2:]
+  assert {n: os.stat(model / n).st_mtime_ns for n in written} == written
+  # steps that the committed curves are not a beginning of: a clear error
+  proc = subprocess.run([sys.executable] + longer[:9] + ["3"] + longer[10:],
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode != 0
+  assert "evaluated at other steps than [3, 6" in proc.stderr
 
 
 def test_decode_smoke(tmp_path):
