@@ -66,6 +66,14 @@ LM_VARIANTS.update(_rows("lm", STOCK + ["vanilla", "R"], [UNPACKED],
 # same rows with T5's relative bias added to the mixed logits.
 BIAS = "SynthesizerAttention.relative_attention_type = 'bias_shared'"
 LM_VARIANTS.update(_rows("lm", ["D", "FD", "D+V"], [BIAS], "/bias"))
+# The release initializes its R glorot-uniform over the whole 512 x h x 512
+# table (RMS 0.0027: logits all but equal), ours N(0, 1); under Adafactor's
+# steps, which scale with the parameter's RMS, the release's R stays nearly
+# uniform for the first ~1000 steps. Our R with the release's initial RMS:
+LM_VARIANTS.update(_rows("lm", ["R"], ["Random.stddev = 0.00275"],
+                         "/stock_init"))
+# rows that change one of the table's rows (run after the table's rows)
+VARIATIONS = ("/unpacked", "/bias", "/stock_init")
 # classification is never packed (see datasets())
 CLS_VARIANTS = _rows("encoder_only", ["vanilla", "Linformer", "R", "FR", "FR+V",
                                       "D"] + STOCK)
@@ -89,7 +97,8 @@ PACKING = {
           "mesh-tensorflow's own Synthesizer, whose tables are indexed by the "
           "offset in the packed row. /bias: with T5's relative position bias "
           "(relative_attention_type = 'bias_shared'; vanilla has it, our "
-          "layer does not by default).",
+          "layer does not by default). /stock_init: R initialized at the "
+          "release's RMS (0.0027) instead of N(0, 1).",
     "cls": "Training batches are not packed (one example per row) for any "
            "row; stock_* is mesh-tensorflow's own Synthesizer.",
     "pretrain": "T5's span corruption on the WikiText-2 text (packed, as T5 "
@@ -196,7 +205,7 @@ def plan(kind, data, variants, seeds, only):
                  [1, 2, 3] if v in THREE_SEEDS and kind != "finetune"
                  else [1, 2])
       for s in seeds or default:
-        extra = v.startswith("stock_") or v.endswith(("/unpacked", "/bias"))
+        extra = v.startswith("stock_") or v.endswith(VARIATIONS)
         out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),
                     (dataset, v, s)))
   return [r for _, r in sorted(out)]
@@ -456,22 +465,21 @@ def ranking_by_step(curves, ds, lower):
               unchanged_since(steps, separated), "\n".join(lines)))
 
 
+CHANGED = VARIATIONS + ("/scratch",)
 # One panel per group of rows (those the curves have), so that 24 LM rows stay
 # readable. A row has its variant's colour (stock_R and R share one), its line
-# dashed when it is the variant changed (/unpacked, /bias, /scratch); our rows
+# dashed when it is the variant changed (CHANGED); our rows
 # it changes, and vanilla, are drawn dotted as references where they are not
 # members.
 PANELS = [
     ("the paper's rows", lambda v: "/" not in v and not v.startswith("stock_")),
     ("mesh-tensorflow's Synthesizer (dashed: unpacked)",
      lambda v: v.startswith("stock_")),
-    ("ours unpacked or with T5's relative bias (dashed)",
-     lambda v: not v.startswith("stock_") and v.endswith(("/unpacked",
-                                                          "/bias"))),
+    ("ours unpacked, with T5's relative bias or the release's init (dashed)",
+     lambda v: not v.startswith("stock_") and v.endswith(VARIATIONS)),
     ("finetuned from span corruption (solid) or from scratch (dashed)",
      lambda v: v.endswith(("/pretrained", "/scratch"))),
 ]
-CHANGED = ("/unpacked", "/bias", "/scratch")
 
 
 def base(row):
