@@ -398,10 +398,8 @@ def spread_status(curves, ds, a, b, step, lower):
 
 def orderings(curves, ds, lower, source, tiers):
   """Each pair that `source` orders (a ahead of b), checked here at every
-  step: 'holds' when every seed of a is ahead of every seed of b, 'reversed'
-  when every seed of b is ahead of every seed of a, 'within the spread'
-  otherwise; 'since' is the step from which the last step's status held at
-  every evaluation. Needs 2 seeds of both (one seed has no spread)."""
+  step (spread_status); 'since' is the step from which the last step's status
+  held at every evaluation. Needs 2 seeds of both (one seed has no spread)."""
   lines, counts = [], {"holds": 0, "reversed": 0}
   for i, tier in enumerate(tiers):
     for a in tier:
@@ -452,9 +450,10 @@ def ranking_by_step(curves, ds, lower):
         "%s %.2f" % (v, m) for m, v in means)))
     # the pairs one of which is ahead at every seed (rows with 2+ seeds)
     rows = sorted(v for _, v in means if len(curves[(ds, v)]) > 1)
-    separated.append({(a, b, spread_status(curves, ds, a, b, step, lower))
-                      for i, a in enumerate(rows) for b in rows[i + 1:]} -
-                     {(a, b, "within the spread") for a in rows for b in rows})
+    separated.append({(a, b, st) for i, a in enumerate(rows)
+                      for b in rows[i + 1:]
+                      if (st := spread_status(curves, ds, a, b, step, lower))
+                      != "within the spread"})
   pairs = len(rows) * (len(rows) - 1) // 2
   return ("Ranking (best first) by step; unchanged from step %s on. The pairs "
           "of rows that the seed spread separates (every seed of one ahead of "
@@ -465,12 +464,11 @@ def ranking_by_step(curves, ds, lower):
               unchanged_since(steps, separated), "\n".join(lines)))
 
 
-CHANGED = VARIATIONS + ("/scratch",)
 # One panel per group of rows (those the curves have), so that 24 LM rows stay
 # readable. A row has its variant's colour (stock_R and R share one), its line
-# dashed when it is the variant changed (CHANGED); our rows
-# it changes, and vanilla, are drawn dotted as references where they are not
-# members.
+# dashed when it changes a variant (CHANGED); the rows of ours it changes, and
+# vanilla, are drawn dotted as references where they are not members.
+CHANGED = VARIATIONS + ("/scratch",)
 PANELS = [
     ("the paper's rows", lambda v: "/" not in v and not v.startswith("stock_")),
     ("mesh-tensorflow's Synthesizer (dashed: unpacked)",
