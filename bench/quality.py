@@ -233,22 +233,23 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       if not os.path.exists(path):
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
-  def evaluated(r):  # (no curve: a snapshot)
-    return [step - r.get("offset", 0) for step, _ in r.get("curve", [])]
-
-  other = sorted({r["run"] for r in committed if not evaluated(r) or
-                  evaluated(r) != eval_steps[:len(evaluated(r))]})
+  by_key = {(r["dataset"], r["variant"], r["seed"]): r for r in committed}
+  evaluated_steps = {k: [step - r.get("offset", 0) for step, _ in r.get(
+      "curve", [])] for k, r in by_key.items()}  # (no curve: a snapshot)
+  other = sorted(by_key[k]["run"] for k, s in evaluated_steps.items()
+                 if not s or s != eval_steps[:len(s)])
   if other:
     raise SystemExit("the committed results (--out) hold runs evaluated at "
                      "other steps than %s (e.g. %s): pass another --out for "
                      "these settings" % (eval_steps[:3] + ["..."], other[:3]))
-  by_key = {(r["dataset"], r["variant"], r["seed"]): r for r in committed}
-  finished = {k: r for k, r in by_key.items() if evaluated(r) == eval_steps}
+  finished = {k: r for k, r in by_key.items()
+              if evaluated_steps[k] == eval_steps}
   # committed runs outside this invocation's plan stay in the tables, and so
   # do shorter ones until they are extended
-  kept = [r for k, r in by_key.items() if k not in set(runs)]
+  planned = set(runs)
+  kept = [r for k, r in by_key.items() if k not in planned]
   shorter = {k: r for k, r in by_key.items()
-             if k in set(runs) and k not in finished}
+             if k in planned and k not in finished}
   rows = []
   for dataset, variant, seed in runs:
     if (dataset, variant, seed) in finished:
@@ -282,18 +283,14 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
     d = os.path.join(work_dir, dataset)
     os.makedirs(d, exist_ok=True)
     (run_id, v, f, crossed), = sweep.runs()
-    run_id = run_id.replace("/", "_")
     if shorter.pop((dataset, variant, seed), None):
-      # T5 resumes training from the model dir's last checkpoint (under a
-      # constant learning rate the same optimisation; the input pipeline
-      # starts its seeded order again); without the dir it trains anew
+      # run_one trains it on: T5 resumes from the model dir's last checkpoint
+      # (under a constant learning rate the same optimisation; the input
+      # pipeline starts its seeded order again); without the dir, anew
       print("[quality] %s %s seed %d: committed to step %d, extended to %d"
-            % (dataset, variant, seed, evaluated(
-                by_key[(dataset, variant, seed)])[-1], steps), flush=True)
-      result = os.path.join(d, run_id, "result.json")
-      if os.path.exists(result):
-        os.remove(result)
-    r = sweep_lib.run_one(sweep, run_id, v, f, crossed, d,
+            % (dataset, variant, seed, evaluated_steps[
+                (dataset, variant, seed)][-1], steps), flush=True)
+    r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset)
     rows.append(r)

@@ -104,13 +104,25 @@ def load(sweep_file, extra_bindings=()):
     gin.clear_config(clear_constants=True)
 
 
+def cached(sweep, run_dir):
+  """The run's result.json if it holds what `sweep` asks (every one of its
+  eval_steps), else None: a sweep asking for later steps trains the run on."""
+  path = os.path.join(run_dir, "result.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    result = json.load(f)
+  asked = set(sweep.eval_steps or ()) if sweep.eval_gin_files else set()
+  return result if asked <= {s for s, _ in result.get("curve") or ()} else None
+
+
 def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
   run_dir = os.path.join(out_dir, run_id)
   result_path = os.path.join(run_dir, "result.json")
-  if os.path.exists(result_path):
+  done = cached(sweep, run_dir)
+  if done:
     log("[sweep] %s: done before, skipped" % run_id)
-    with open(result_path) as f:
-      return json.load(f)
+    return done
   os.makedirs(run_dir, exist_ok=True)
   gin_files = sweep.base_gin_files + [gin_file]
   bindings = sweep.bindings + crossed
@@ -270,8 +282,8 @@ def main(args):
       raise SystemExit("--only names no run of this sweep: %s. Runs: %s"
                        % (sorted(unknown), [r[0] for r in runs]))
     runs = [r for r in runs if r[0] in args.only]
-  check_runs(sweep, [r for r in runs if not os.path.exists(
-      os.path.join(args.out_dir, r[0], "result.json"))])
+  check_runs(sweep, [r for r in runs if not cached(
+      sweep, os.path.join(args.out_dir, r[0]))])
   os.makedirs(args.out_dir, exist_ok=True)
   print("[sweep] %d runs -> %s" % (len(runs), args.out_dir), flush=True)
   results, failed = [], []
