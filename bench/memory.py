@@ -400,8 +400,9 @@ def train(args):
                  note="")
       shorter = [r for r in rows if r["variant"] == v and r["length"] < length
                  and r["status"] in STOPS]
-      if release_cannot(v, length):
-        row.update(status="unsupported", note=release_cannot(v, length))
+      why = release_cannot(v, length)
+      if why:
+        row.update(status="unsupported", note=why)
       elif shorter:
         first = min(shorter, key=lambda r: r["length"])
         row.update(status=first["status"], note="not run: %s at %d" % (
@@ -467,8 +468,8 @@ def decode_context(args):
             for r in measured}
 
   for context in args.contexts:
-    cannot = {v: release_cannot(v, context) for v in variants
-              if release_cannot(v, context)}  # not run
+    cannot = {v: why for v in variants
+              if (why := release_cannot(v, context))}  # not run
     rows = [r for r in rows if not (r["context"] == context and
                                     r["variant"] in cannot)]
     rows += [dict(context=context, variant=v, status="unsupported", note=why,

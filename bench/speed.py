@@ -192,8 +192,9 @@ def main(argv=None):
   for length in args.lengths:
     models = {}
     for v in variants:
-      if release_cannot(v, length):
-        print("skip %s at %d: %s" % (v, length, release_cannot(v, length)))
+      why = release_cannot(v, length)
+      if why:
+        print("skip %s at %d: %s" % (v, length, why))
         continue
       print("building %s at length %d" % (v, length), flush=True)
       models[v] = Model(v, length, args.target_length, args.batch)
