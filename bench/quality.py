@@ -115,6 +115,13 @@ PACKING = {
 PAPER_T2 = ("the paper, Table 2 (LM1B perplexity)", [
     ["D+V"], ["vanilla"], ["R+V"], ["R"], ["D"], ["FD"], ["R+D"], ["FR"],
     ["Fix"]])
+# The paper's Transformers add position embeddings; in T5 only the attention's
+# relative bias carries positions, so D, FD and D+V see none unless given it:
+# the same order with their /bias rows in their place.
+PAPER_T2_POSITIONS = (
+    "the paper, Table 2 (LM1B perplexity), D, FD and D+V with T5's relative "
+    "bias (/bias)", [[v + "/bias" if v in ("D", "FD", "D+V") else v
+                      for v in tier] for tier in PAPER_T2[1]])
 NARANG = ("Narang et al. 2021, Table 1 (mesh-tensorflow's Synthesizer, C4 "
           "pretraining loss)", [["stock_R+V", "stock_D+V"], ["vanilla"],
                                 ["stock_D"], ["stock_FR"], ["stock_R"]])
@@ -125,7 +132,7 @@ NARANG_SUPERGLUE = ("Narang et al. 2021, Table 1 (SuperGLUE after C4 "
                     "pretraining), for our rows", [
                         ["R+V"], ["D+V"], ["vanilla"], ["FR"], ["D"], ["R"]])
 ORDERS = {
-    "lm": {"wikitext2": [PAPER_T2, NARANG, NARANG_OURS]},
+    "lm": {"wikitext2": [PAPER_T2, PAPER_T2_POSITIONS, NARANG, NARANG_OURS]},
     "cls": {"ag_news": [("the paper, Table 7 (AG News accuracy)", [
         ["FR+V"], ["vanilla"], ["FR"], ["Linformer"]])],
             "sst2": [("the paper, Table 7 (IMDB reviews accuracy; SST-2 "
