@@ -70,10 +70,14 @@ LM_VARIANTS.update(_rows("lm", ["D", "FD", "D+V"], [BIAS], "/bias"))
 # table (RMS 0.0027: logits all but equal), ours N(0, 1); under Adafactor's
 # steps, which scale with the parameter's RMS, the release's R stays nearly
 # uniform for the first ~1000 steps. Our R with the release's initial RMS:
-LM_VARIANTS.update(_rows("lm", ["R"], ["Random.stddev = 0.00275"],
-                         "/stock_init"))
+STOCK_INIT = "Random.stddev = 0.00275"
+LM_VARIANTS.update(_rows("lm", ["R"], [STOCK_INIT], "/stock_init"))
+# ... and also the release's 512-wide table, of which 128-byte rows use 1/16:
+# Adafactor scales a step by the RMS of the whole table, unused part included.
+LM_VARIANTS.update(_rows("lm", ["R"], [
+    STOCK_INIT, "SynthesizerAttention.max_length = 512"], "/stock_table"))
 # rows that change one of the table's rows (run after the table's rows)
-VARIATIONS = ("/unpacked", "/bias", "/stock_init")
+VARIATIONS = ("/unpacked", "/bias", "/stock_init", "/stock_table")
 # classification is never packed (see datasets())
 CLS_VARIANTS = _rows("encoder_only", ["vanilla", "Linformer", "R", "FR", "FR+V",
                                       "D"] + STOCK)
@@ -98,7 +102,9 @@ PACKING = {
           "offset in the packed row. /bias: with T5's relative position bias "
           "(relative_attention_type = 'bias_shared'; vanilla has it, our "
           "layer does not by default). /stock_init: R initialized at the "
-          "release's RMS (0.0027) instead of N(0, 1).",
+          "release's RMS (0.0027) instead of N(0, 1); /stock_table: "
+          "that, in the release's 512 x 512 table (a 128-byte row uses its "
+          "first 128 x 128).",
     "cls": "Training batches are not packed (one example per row) for any "
            "row; stock_* is mesh-tensorflow's own Synthesizer.",
     "pretrain": "T5's span corruption on the WikiText-2 text (packed, as T5 "
@@ -477,7 +483,7 @@ PANELS = [
     ("the paper's rows", lambda v: "/" not in v and not v.startswith("stock_")),
     ("mesh-tensorflow's Synthesizer (dashed: unpacked)",
      lambda v: v.startswith("stock_")),
-    ("ours unpacked, with T5's relative bias or the release's init (dashed)",
+    ("ours unpacked, with T5's relative bias or the release's R (dashed)",
      lambda v: not v.startswith("stock_") and v.endswith(VARIATIONS)),
     ("finetuned from span corruption (solid) or from scratch (dashed)",
      lambda v: v.endswith(("/pretrained", "/scratch"))),

@@ -83,6 +83,33 @@ def test_bias_rows_add_t5s_relative_bias():
         row, sorted(names))
 
 
+def test_stock_rows_take_the_releases_init_and_table():
+  """R/stock_init starts R at the release's RMS in our table (max_length
+  wide); R/stock_table also gives it the release's 512 x 512 table, of which
+  the run's rows use the first max_length x max_length."""
+  import gin  # pylint: disable=g-import-not-at-top
+  from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  tiny = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
+          "num_layers = 1", "max_length = 8",
+          "SynthesizerAttention.max_length = 8",
+          "utils.run.model_type = 'lm'"]
+  for row, stddev, size in [("R", None, 8), ("R/stock_init", 0.00275, 8),
+                            ("R/stock_table", 0.00275, 512)]:
+    gin_file, bindings = quality.LM_VARIANTS[row]
+    names = model_graph.build_variables(  # the row's bindings come last
+        ["models/t5.1.1.tiny.gin", gin_file], tiny + bindings)
+    shapes = [shape for n, (shape, _) in names.items() if n.endswith("/R")]
+    assert shapes and all(sorted(s)[-2:] == [size, size] for s in shapes), (
+        row, names)
+    bound = {k[1]: v for k, v in gin.config._CONFIG.items()  # pylint: disable=protected-access
+             if k[1].endswith("Random")}
+    stddevs = [b.get("stddev") for b in bound.values()]
+    # None: not bound, Random's default N(0, 1)
+    assert stddevs == [stddev] or (stddev is None and not stddevs), (row,
+                                                                    bound)
+
+
 def test_every_row_is_drawn_in_one_panel():
   """The plot splits rows into panels: none is left out or drawn twice, and
   each row's colour is that of the variant of ours it changes."""
