@@ -263,12 +263,13 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   kept = [r for k, r in by_key.items() if k not in planned]
   shorter = {k: r for k, r in by_key.items()
              if k in planned and k not in finished}
+  waiting = dict(finished)  # committed runs of the plan, not reached yet
   rows = []
   for dataset, variant, seed in runs:
     if (dataset, variant, seed) in finished:
       print("[quality] %s %s seed %d: committed before, skipped"
             % (dataset, variant, seed), flush=True)
-      rows.append(finished[(dataset, variant, seed)])
+      rows.append(waiting.pop((dataset, variant, seed)))
       continue
     bindings, eval_files, eval_bindings, metric = specs[dataset]
     gin_file, extra = all_variants[variant]
@@ -307,7 +308,8 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset)
     rows.append(r)
-    on_result(rows + kept + list(shorter.values()))
+    # every committed run stays in the tables, reached or not
+    on_result(rows + list(waiting.values()) + kept + list(shorter.values()))
   if rows and all(k in finished for k in runs):
     on_result(rows + kept)  # nothing new: tables as committed, restamped
   return rows

@@ -110,6 +110,34 @@ def test_stock_rows_take_the_releases_init_and_table():
                                                                     bound)
 
 
+def test_tables_keep_committed_runs_that_the_plan_reaches_later(
+    tmp_path, monkeypatch):
+  """A run trained before committed ones in the plan's order (they ran in an
+  earlier invocation for a subset): the tables written after it still hold
+  them, so a benchmark stopped there loses none."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  wiki = tmp_path / "wikitext2"
+  wiki.mkdir()
+  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
+    (wiki / name).write_text("text\n")
+
+  def result(variant, seed=1):
+    return {"run": "%s_%d" % (variant, seed), "variant": variant,
+            "dataset": "wikitext2", "seed": seed, "metric": "m",
+            "curve": [[2, -1.0], [4, -0.9]]}
+
+  monkeypatch.setattr(sweep_lib, "run_one",
+                      lambda sweep, run_id, variant, *a, **k: result(variant))
+  written = []
+  quality.run("lm", str(tmp_path), [("wikitext2", v, 1) for v in (
+      "R", "stock_R", "FR", "D/bias")], 4, 2, 0.1, str(tmp_path / "runs"),
+              lambda rows: written.append(sorted(r["variant"] for r in rows)),
+              committed=[result("stock_R"), result("D/bias")])
+  assert written == [["D/bias", "R", "stock_R"],
+                     ["D/bias", "FR", "R", "stock_R"]]
+
+
 def test_every_row_is_drawn_in_one_panel():
   """The plot splits rows into panels: none is left out or drawn twice, and
   each row's colour is that of the variant of ours it changes."""
