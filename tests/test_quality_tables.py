@@ -102,12 +102,11 @@ def test_stock_rows_take_the_releases_init_and_table():
     shapes = [shape for n, (shape, _) in names.items() if n.endswith("/R")]
     assert shapes and all(sorted(s)[-2:] == [size, size] for s in shapes), (
         row, names)
-    bound = {k[1]: v for k, v in gin.config._CONFIG.items()  # pylint: disable=protected-access
-             if k[1].endswith("Random")}
-    stddevs = [b.get("stddev") for b in bound.values()]
-    # None: not bound, Random's default N(0, 1)
-    assert stddevs == [stddev] or (stddev is None and not stddevs), (row,
-                                                                    bound)
+    try:
+      bound = gin.query_parameter("Random.stddev")
+    except ValueError:  # not bound: Random's default N(0, 1)
+      bound = None
+    assert bound == stddev, row
 
 
 def test_tables_keep_committed_runs_that_the_plan_reaches_later(
