@@ -6,6 +6,11 @@ import os
 import sys
 
 BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
+# a decoder-only model small enough to build in a second
+TINY_LM = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
+           "num_layers = 2", "max_length = 8",
+           "SynthesizerAttention.max_length = 8",
+           "utils.run.model_type = 'lm'"]
 
 
 def load_quality():
@@ -70,15 +75,11 @@ def test_bias_rows_add_t5s_relative_bias():
   plain rows do not have (T5's stacks have no absolute positions)."""
   from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
   quality = load_quality()
-  tiny = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
-          "num_layers = 2", "max_length = 8",
-          "SynthesizerAttention.max_length = 8",
-          "utils.run.model_type = 'lm'"]
   for row, has_bias in [("vanilla", True), ("D", False), ("D/bias", True),
                         ("D+V", False), ("D+V/bias", True)]:
     gin_file, bindings = quality.LM_VARIANTS[row]
     names = model_graph.build_variables(
-        ["models/t5.1.1.tiny.gin", gin_file], bindings + tiny)
+        ["models/t5.1.1.tiny.gin", gin_file], bindings + TINY_LM)
     assert any("relative_attention_bias" in n for n in names) == has_bias, (
         row, sorted(names))
 
@@ -90,15 +91,11 @@ def test_stock_rows_take_the_releases_init_and_table():
   import gin  # pylint: disable=g-import-not-at-top
   from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
   quality = load_quality()
-  tiny = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
-          "num_layers = 1", "max_length = 8",
-          "SynthesizerAttention.max_length = 8",
-          "utils.run.model_type = 'lm'"]
   for row, stddev, size in [("R", None, 8), ("R/stock_init", 0.00275, 8),
                             ("R/stock_table", 0.00275, 512)]:
     gin_file, bindings = quality.LM_VARIANTS[row]
     names = model_graph.build_variables(  # the row's bindings come last
-        ["models/t5.1.1.tiny.gin", gin_file], tiny + bindings)
+        ["models/t5.1.1.tiny.gin", gin_file], TINY_LM + bindings)
     shapes = [shape for n, (shape, _) in names.items() if n.endswith("/R")]
     assert shapes and all(sorted(s)[-2:] == [size, size] for s in shapes), (
         row, names)
