@@ -33,7 +33,9 @@ seed spread as a band).
 """
 
 import argparse
+import csv
 import functools
+import hashlib
 import math
 import os
 import statistics
@@ -45,6 +47,12 @@ THREE_SEEDS = {"vanilla", "R", "FR", "D", "R+V", "D+V"}
 # mesh-tensorflow's Synthesizer in the modes Narang et al. ran
 STOCK = ["stock_R", "stock_FR", "stock_D", "stock_R+V", "stock_D+V"]
 UNPACKED = "mesh_train_dataset_fn.pack = False"
+# Classification and pretraining read word pieces, the LM bytes. Measured: a
+# byte-level vanilla model stays at chance on SST-2 for 2000 steps (training
+# accuracy 55%: one label token per example teaches it no words), and reaches
+# 80% in 1000 steps with these pieces.
+PIECES = 8000
+AG_NEWS_TRAIN_ROWS = 6600  # of the 7,600 rows; the last 1,000 evaluate
 
 
 def _rows(kind, labels, extra=(), suffix=""):
@@ -105,12 +113,15 @@ PACKING = {
           "release's RMS (0.0027) instead of N(0, 1); /stock_table: "
           "that, in the release's 512 x 512 table (a 128-byte row uses its "
           "first 128 x 128).",
-    "cls": "Training batches are not packed (one example per row) for any "
-           "row; stock_* is mesh-tensorflow's own Synthesizer.",
-    "pretrain": "T5's span corruption on the WikiText-2 text (packed, as T5 "
-                "pretrains); encoder-decoder models, every self-attention "
-                "replaced.",
-    "finetune": "Encoder-decoder models, every self-attention replaced, "
+    "cls": "Word pieces (train_pieces(): SentencePiece, %d pieces, trained "
+           "on the training text; each run in the JSON names its sha256). "
+           "Training batches are not packed (one example per row) for any "
+           "row; stock_* is mesh-tensorflow's own Synthesizer." % PIECES,
+    "pretrain": "T5's span corruption on the WikiText-2 text in word pieces "
+                "(as cls; packed, as T5 pretrains); encoder-decoder models, "
+                "every self-attention replaced.",
+    "finetune": "Word pieces (as cls). Encoder-decoder models, every "
+                "self-attention replaced, "
                 "finetuned (not packed) from their span-corruption checkpoint "
                 "(/pretrained, steps counted from the start of finetuning) or "
                 "trained from scratch (/scratch)."}
@@ -151,17 +162,62 @@ ORDERS = {
 }
 
 
-def datasets(kind, data):
-  """name -> (bindings, eval gin files, eval bindings, CLI metric)."""
+def train_pieces(data, work_dir):
+  """A SentencePiece model in T5's style (unigram, pad 0, EOS 1, UNK 2, byte
+  fallback) of PIECES pieces, trained on the benchmark's training text only
+  (SST-2 train, AG News's training rows, the WikiText-2 split the models
+  train on), deterministically: the same data give the same model.
+  -> (path, sha256 of its pieces and scores: the file also holds the paths
+  it was trained from)."""
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  from synth_mtf.tasks import local_files  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(data, "sst2", "train.tsv"), encoding="utf-8") as f:
+    texts = [line.split("\t", 1)[1].strip() for line in f.readlines()[1:]]
+  with open(os.path.join(data, "ag_news", "test.csv"), encoding="utf-8",
+            newline="") as f:
+    texts += [" ".join(" ".join(row[1:]).replace("\\", " ").split())
+              for row in list(csv.reader(f))[:AG_NEWS_TRAIN_ROWS]]
+  with open(os.path.join(data, "wikitext2", "wiki.test.tokens"),
+            encoding="utf-8") as f:
+    texts += [line.strip() for line in f if line.strip()]
+  out = os.path.join(work_dir, "vocabulary")
+  os.makedirs(out, exist_ok=True)
+  prefix = os.path.join(out, "training.%d" % os.getpid())
+  with open(prefix + ".txt", "w", encoding="utf-8") as f:
+    f.writelines(t + "\n" for t in texts)
+  local_files.train_sentencepiece(prefix + ".txt", prefix, PIECES)
+  sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+  sha = hashlib.sha256("\n".join(
+      "%s\t%r" % (sp.id_to_piece(i), sp.get_score(i))
+      for i in range(sp.get_piece_size())).encode("utf-8")).hexdigest()
+  path = os.path.join(out, "pieces_%s.model" % sha[:12])
+  os.replace(prefix + ".model", path)
+  os.remove(prefix + ".vocab")
+  os.remove(prefix + ".txt")
+  return path, sha
+
+
+def model_dirs(work_dir, dataset, vocabulary):
+  """Where a dataset's runs live: apart for each vocabulary (sha256), since a
+  checkpoint of another vocabulary must not be resumed or reused."""
+  return os.path.join(work_dir, dataset + (
+      "_pieces_" + vocabulary[:12] if vocabulary else ""))
+
+
+def datasets(kind, data, pieces=None):
+  """name -> (bindings, eval gin files, eval bindings, CLI metric); `pieces`:
+  the SentencePiece model of cls and pretrain (train_pieces())."""
   wiki = os.path.join(data, "wikitext2")
   text = ["local_lm.train_path = %r" % os.path.join(wiki, "wiki.test.tokens"),
           "local_lm.validation_path = %r" % os.path.join(
               wiki, "wiki.valid.tokens")]
   perplexity = (["perplexity_eval.gin"],
                 ["utils.run.perplexity_eval_steps = 50"], "neg_log_perplexity")
+  vocabulary = ["local_vocabulary.sentencepiece_model = %r" % pieces] if (
+      pieces) else []
   if kind == "pretrain":  # T5's objective on the same text
     return {"span_corruption": (
-        ["MIXTURE_NAME = 'synth_mtf_local_span_corruption'",
+        vocabulary + ["MIXTURE_NAME = 'synth_mtf_local_span_corruption'",
          "utils.run.sequence_length = {'inputs': 128, 'targets': 32}"] + text,
         *perplexity)}
   if kind == "lm":
@@ -171,7 +227,7 @@ def datasets(kind, data):
   # cls, and finetune (the same datasets)
   ag = os.path.join(data, "ag_news", "test.csv")
   sst = os.path.join(data, "sst2")
-  common = ["MIXTURE_NAME = 'synth_mtf_local_classification'",
+  common = vocabulary + ["MIXTURE_NAME = 'synth_mtf_local_classification'",
             "utils.run.sequence_length = {'inputs': 128, 'targets': 16}",
             "Bitransformer.decode.max_decode_length = 16",
             UNPACKED]
@@ -192,8 +248,9 @@ def datasets(kind, data):
           "local_classification.labels = {'1': 'World', '2': 'Sports', "
           "'3': 'Business', '4': 'Sci/Tech'}",
           "local_classification.backslash_is_newline = True",
-          "local_classification.train_rows = (0, 6600)",
-          "local_classification.validation_rows = (6600, 7600)"],
+          "local_classification.train_rows = (0, %d)" % AG_NEWS_TRAIN_ROWS,
+          "local_classification.validation_rows = (%d, 7600)"
+          % AG_NEWS_TRAIN_ROWS],
                   ["eval.gin", "greedy_decode.gin"], [], "accuracy"),
   }
 
@@ -225,17 +282,20 @@ def plan(kind, data, variants, seeds, only):
 
 
 def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
-        committed=(), pretrained=None):
+        committed=(), pretrained=None, pieces=None):
   """Train and evaluate `runs` in order; a run found in `committed` (the
   results JSON of an earlier invocation, with the same eval steps) is taken
   from there, so the benchmark resumes from what was committed even on a
   machine without the earlier model dirs; one committed with fewer steps
   (the same eval steps so far) is trained on from its model dir to `steps`.
   pretrained: fn(variant, seed) ->
-  (checkpoint, its step), for the finetune kind's /pretrained rows."""
+  (checkpoint, its step), for the finetune kind's /pretrained rows. pieces:
+  (path, sha256) of the SentencePiece model (train_pieces()), None for bytes;
+  runs of another vocabulary are neither taken nor resumed."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   all_variants = VARIANTS[kind]
-  specs = datasets(kind, data)
+  specs = datasets(kind, data, pieces and pieces[0])
+  vocabulary = pieces and pieces[1]
   eval_steps = list(range(eval_every, steps + 1, eval_every))
   if not eval_steps or eval_steps[-1] != steps:
     raise SystemExit("--steps %d must be a multiple of --eval_every %d"
@@ -247,6 +307,13 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
         raise SystemExit("missing %s: pass --data (the folder of "
                          "shared/data's README)" % path)
   by_key = {(r["dataset"], r["variant"], r["seed"]): r for r in committed}
+  other = sorted(r["run"] for r in committed
+                 if r.get("vocabulary") != vocabulary)
+  if other:
+    raise SystemExit("the committed results (--out) hold runs of another "
+                     "vocabulary than %s (e.g. %s): pass another --out"
+                     % (vocabulary and "pieces " + vocabulary[:12] or "bytes",
+                        other[:3]))
   evaluated_steps = {k: [step - r.get("offset", 0) for step, _ in r.get(
       "curve", [])] for k, r in by_key.items()}  # (no curve: a snapshot)
   other = sorted(by_key[k]["run"] for k, s in evaluated_steps.items()
@@ -294,7 +361,7 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
                        "utils.get_variable_dtype.activation_dtype = 'float32'"]
         + eval_bindings, metric=metric,
         eval_steps=[offset + step for step in eval_steps])
-    d = os.path.join(work_dir, dataset)
+    d = model_dirs(work_dir, dataset, vocabulary)
     os.makedirs(d, exist_ok=True)
     (run_id, v, f, crossed), = sweep.runs()
     if shorter.pop((dataset, variant, seed), None):
@@ -307,6 +374,8 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
     r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset)
+    if vocabulary:
+      r.update(vocabulary=vocabulary)
     rows.append(r)
     # every committed run stays in the tables, reached or not
     on_result(rows + list(waiting.values()) + kept + list(shorter.values()))
@@ -576,6 +645,8 @@ def main(argv=None):
             [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
               variants)])
 
+  pieces = (train_pieces(data, args.work_dir) if args.kind != "lm" else None)
+
   def pretrained(variant, seed):
     """The span-corruption checkpoint of `variant` (seed 1 for every
     finetuning seed); pretrained again if its model dir is gone."""
@@ -584,12 +655,14 @@ def main(argv=None):
         variants={variant: PRETRAIN_VARIANTS[variant][0]},
         grid={"seeded_train_dataset_fn.seed": [1]}).runs()
     step = args.pretrain_steps
-    path = os.path.join(args.work_dir, "pretrain", "span_corruption", run_id,
+    path = os.path.join(model_dirs(os.path.join(args.work_dir, "pretrain"),
+                                   "span_corruption", pieces[1]), run_id,
                         "model.ckpt-%d" % step)
     if not os.path.exists(path + ".index"):
       run("pretrain", data, [("span_corruption", variant, 1)], step,
           args.eval_every, args.dropout,
-          os.path.join(args.work_dir, "pretrain"), lambda rows: None)
+          os.path.join(args.work_dir, "pretrain"), lambda rows: None,
+          pieces=pieces)
     return path, step
 
   for kind, steps, names in stages:
@@ -602,7 +675,7 @@ def main(argv=None):
         os.path.join(args.work_dir, kind),
         functools.partial(summarize, kind, out=args.out, info=info,
                           planned=len(runs), dropout=args.dropout),
-        committed, pretrained)
+        committed, pretrained, pieces)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,48 @@ def test_tables_keep_committed_runs_that_the_plan_reaches_later(
                      ["D/bias", "FR", "R", "stock_R"]]
 
 
+def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
+    tmp_path, monkeypatch):
+  """A committed run trained in other word pieces (or in bytes) stops the
+  benchmark with the fix; model dirs of different pieces are apart, so no
+  checkpoint of another vocabulary is resumed."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  wiki = tmp_path / "wikitext2"
+  wiki.mkdir()
+  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
+    (wiki / name).write_text("text\n")
+  dirs = []
+
+  def run_one(sweep, run_id, variant, f, crossed, d, **k):
+    dirs.append(d)
+    return {"run": run_id, "variant": variant, "metric": "m",
+            "curve": [[2, -1.0]]}
+
+  monkeypatch.setattr(sweep_lib, "run_one", run_one)
+  old = {"run": "R_1", "variant": "R", "dataset": "span_corruption",
+         "seed": 1, "metric": "m", "curve": [[2, -1.0]], "vocabulary": "a" * 64}
+  for pieces, committed in [(("p.model", "b" * 64), [old]),
+                            (None, [old]),
+                            (("p.model", "b" * 64), [dict(old, vocabulary=None)])]:
+    try:
+      quality.run("pretrain", str(tmp_path), [("span_corruption", "R", 1)], 2,
+                  2, 0.1, str(tmp_path / "runs"), lambda rows: None,
+                  committed=committed, pieces=pieces)
+      raise AssertionError("not stopped: %s" % (pieces,))
+    except SystemExit as e:
+      assert "runs of another vocabulary" in str(e), e
+      assert "pass another --out" in str(e), e
+  written = []
+  for sha in ("a" * 64, "b" * 64):
+    quality.run("pretrain", str(tmp_path), [("span_corruption", "R", 1)], 2,
+                2, 0.1, str(tmp_path / "runs"), written.extend,
+                pieces=("p.model", sha))
+  assert [r["vocabulary"] for r in written] == ["a" * 64, "b" * 64]
+  assert dirs == [str(tmp_path / "runs" / ("span_corruption_pieces_" + c * 12))
+                  for c in "ab"]
+
+
 def test_every_row_is_drawn_in_one_panel():
   """The plot splits rows into panels: none is left out or drawn twice, and
   each row's colour is that of the variant of ours it changes."""

@@ -147,19 +147,53 @@ def test_local_wikitext_lm():
   assert all(len(g["targets"]) <= 64 for g in got)
 
 
-def test_local_span_corruption_is_t5s_objective(tmp_path):
+@pytest.fixture(scope="module")
+def spm_model(tmp_path_factory):
+  """A small SentencePiece model in T5's style (pad 0, EOS 1, UNK 2), trained
+  here on a few words, each of which becomes one piece."""
+  import random  # pylint: disable=g-import-not-at-top
+  words = ("classify : the quick brown fox jumps over lazy dog premise is "
+           "true word answer positive negative").split()
+  rng = random.Random(0)
+  prefix = str(tmp_path_factory.mktemp("spm") / "spm")
+  with open(prefix + ".txt", "w") as f:
+    f.writelines(" ".join(rng.choice(words) for _ in range(12)) + "\n"
+                 for _ in range(3000))
+  return local_files.train_sentencepiece(prefix + ".txt", prefix, 400,
+                                         hard_vocab_limit=False)
+
+
+def encoder(vocabulary, spm_path):
+  """An independent encoder for the bound vocabulary: sentencepiece itself, or
+  UTF-8 bytes shifted past PAD, EOS and UNK."""
+  if vocabulary == "bytes":
+    return lambda text: [b + 3 for b in text.encode("utf-8")]
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  return spm.SentencePieceProcessor(model_file=spm_path).encode
+
+
+@pytest.mark.parametrize("vocabulary", ["bytes", "sentencepiece"])
+def test_local_span_corruption_is_t5s_objective(tmp_path, spm_model,
+                                                vocabulary):
   """Inputs keep the text with each dropped span replaced by one sentinel; the
   targets hold each sentinel followed by the span it replaced. Putting the spans
-  back reconstructs the document (the first targets-length of it)."""
+  back reconstructs the document (the first targets-length of it). Sentinels
+  are the vocabulary's top ids: with SentencePiece, its extra ids, none of
+  which a word piece uses."""
   text = "the quick brown fox jumps over the lazy dog " * 3
   path = tmp_path / "text.txt"
   path.write_text(text + "\n")
   with gin.unlock_config():
     gin.parse_config(["local_lm.train_path = %r" % str(path)])
+    if vocabulary == "sentencepiece":
+      gin.parse_config(["local_vocabulary.sentencepiece_model = %r"
+                        % spm_model])
   task = seqio.get_mixture_or_task("synth_mtf_local_span_corruption")
   (ex,) = list(tfds.as_numpy(task.get_dataset(
       {"inputs": 256, "targets": 64}, split="train", shuffle=False, seed=1)))
+  words = encoder(vocabulary, spm_model)(text.strip())
   sentinel = local_files.VOCAB.vocab_size - 1  # T5: the last ids, downwards
+  assert max(words) < sentinel - 99  # no word piece is a sentinel
   spans, current = {}, None
   for t in ex["targets"][:-1]:  # EOS last
     if t > sentinel - 100 and t <= sentinel:
@@ -169,7 +203,48 @@ def test_local_span_corruption_is_t5s_objective(tmp_path):
   rebuilt = []
   for t in ex["inputs"][:-1]:
     rebuilt += spans[t] if t in spans else [t]
-  assert spans and rebuilt == list(local_files.VOCAB.encode(text.strip()))
+  assert spans and rebuilt == words
+
+
+def test_local_classification_in_a_sentencepiece_vocabulary(tmp_path,
+                                                            spm_model):
+  """Inputs and targets are the SentencePiece model's own pieces (+ EOS), the
+  model's vocabulary size plus T5's 100 sentinels; a label's length is checked
+  in pieces, not bytes."""
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  sp = spm.SentencePieceProcessor(model_file=spm_model)
+  path = write(tmp_path, "s.tsv", "1\tthe premise is true\n0\tword answer\n")
+  bind(path, labels=["negative", "positive"])
+  with gin.unlock_config():
+    gin.parse_config(["local_vocabulary.sentencepiece_model = %r" % spm_model,
+                      "utils.run.sequence_length = {'inputs': 32, "
+                      "'targets': %d}" % (len(sp.encode("positive")) + 1)])
+  assert len(sp.encode("positive")) + 1 < len("positive") + 1  # not bytes
+  task = seqio.get_mixture_or_task("synth_mtf_local_classification")
+  got = list(tfds.as_numpy(task.get_dataset(
+      {"inputs": 32, "targets": 8}, split="train", shuffle=False)))
+  assert [list(g["inputs"]) for g in got] == [
+      sp.encode("classify: the premise is true") + [1],
+      sp.encode("classify: word answer") + [1]]
+  assert [list(g["targets"]) for g in got] == [sp.encode("positive") + [1],
+                                               sp.encode("negative") + [1]]
+  assert local_files.VOCAB.vocab_size == sp.get_piece_size() + 100
+  assert local_files.VOCAB.decode(got[0]["targets"]) == "positive"
+  with gin.unlock_config():  # bytes again: "positive" no longer fits
+    gin.bind_parameter("local_vocabulary.sentencepiece_model", None)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"s\.tsv:1: the label 'positive' is 8 tokens"):
+    local_files.local_classification("train")
+
+
+def test_local_vocabulary_bad_model_path(tmp_path):
+  missing = str(tmp_path / "nope.model")
+  with gin.unlock_config():
+    gin.bind_parameter("local_vocabulary.sentencepiece_model", missing)
+  with pytest.raises(FileNotFoundError,
+                     match=r"local_vocabulary\.sentencepiece_model = '.*nope"
+                     r"\.model': no such file.*leave it unbound for bytes"):
+    local_files.VOCAB.encode("text")
 
 
 # ---- broken files ------------------------------------------------------------
@@ -423,7 +498,7 @@ def test_label_longer_than_bound_targets_length_fails_when_read(tmp_path,
     gin.parse_config(["utils.run.sequence_length = {'inputs': 32, "
                       "'targets': %d}" % (tokens - 1)])
   with pytest.raises(local_files.MalformedFileError,
-                     match=r"news\.tsv:1: the label 'Sci/Tech' is 8 bytes, 9 "
+                     match=r"news\.tsv:1: the label 'Sci/Tech' is 8 tokens, 9 "
                      r"with its EOS, more than utils\.run\.sequence_length"
                      r"\['targets'\] = 8.*to at least 9"):
     local_files.local_classification("train")
