@@ -122,12 +122,18 @@ def test_quality_pretrain_then_finetune_smoke(tmp_path):
       ("R/pretrained", "2"), ("R/pretrained", "4"), ("R/scratch", "2"),
       ("R/scratch", "4")]
   runs = tmp_path / "runs"
-  (pretrain,) = (runs / "pretrain" / "span_corruption").glob("R__*")
-  (tuned,) = (runs / "finetune" / "sst2").glob("R_pretrained*")
-  (scratch,) = (runs / "finetune" / "sst2").glob("R_scratch*")
+  # one vocabulary (word pieces) for pretraining and finetuning, its dirs named
+  (model,) = (runs / "vocabulary").glob("pieces_*.model")
+  tag = model.name[len("pieces_"):-len(".model")]
+  (pretrain,) = (runs / "pretrain" / ("span_corruption_pieces_" + tag)).glob(
+      "R__*")
+  (tuned,) = (runs / "finetune" / ("sst2_pieces_" + tag)).glob("R_pretrained*")
+  (scratch,) = (runs / "finetune" / ("sst2_pieces_" + tag)).glob("R_scratch*")
   config = (tuned / "operative_config.gin").read_text()
   assert "run.init_checkpoint" in config
   assert "'%s'" % (pretrain / "model.ckpt-4") in config
+  for run_dir in (pretrain, tuned, scratch):
+    assert "'%s'" % model in (run_dir / "operative_config.gin").read_text()
   # it started at the pretraining's step 4 and trained 4 more
   assert (tuned / "model.ckpt-4.index").exists()
   assert (tuned / "model.ckpt-8.index").exists()
