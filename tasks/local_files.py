@@ -20,9 +20,9 @@ sentencepiece.model) with
 
   --gin_param="local_vocabulary.sentencepiece_model = 'path/to/spm.model'"
 
-Byte-level models learn topic words but not sentiment from a few thousand steps
-of labels alone (measured: SST-2 stays at chance for 2000 steps with bytes,
-reaches 80% in 1000 with word pieces; bench/quality.py). A malformed row (wrong column
+Small models trained from scratch learn little from one label token per example
+in bytes (measured: SST-2 stays at chance for 2000 steps in bytes, reaches 78% by
+then in 2000 word pieces; bench/quality.py). A malformed row (wrong column
 count, unknown label, empty text, bytes that are not valid in the encoding, a
 label longer than the targets length) raises an error naming the file and line,
 unless local_*.skip_malformed = True, in which case exactly those rows are
