@@ -51,26 +51,34 @@ SPLITS = ("train", "validation")
 
 
 @gin.configurable
-def local_vocabulary(sentencepiece_model=None, extra_ids=100):
+def local_vocabulary(sentencepiece_model=None, extra_ids=None):
   """The vocabulary of every synth_mtf_local_* task (read when the data are,
-  after the CLI has parsed gin): seqio's bytes, or `sentencepiece_model` with
-  `extra_ids` sentinels (span corruption's; T5's default vocabulary has 100).
-  Bytes need no sentinels: T5's take the top ids, bytes no UTF-8 text holds."""
+  after the CLI has parsed gin): seqio's bytes, or `sentencepiece_model` (a
+  local or gs:// path) with `extra_ids` sentinels for span corruption (default
+  100, as T5's default vocabulary). Bytes take none: T5's sentinels are the
+  top ids, bytes that no UTF-8 text holds."""
   if sentencepiece_model is None:
+    if extra_ids is not None:
+      raise ValueError(
+          "local_vocabulary.extra_ids = %r applies to a SentencePiece model "
+          "only: bind local_vocabulary.sentencepiece_model too, or unbind "
+          "extra_ids (bytes need no sentinels)." % (extra_ids,))
     return _vocabulary(None, 0)
-  if not isinstance(sentencepiece_model, str) or not os.path.isfile(
+  return _vocabulary(sentencepiece_model,
+                     100 if extra_ids is None else extra_ids)
+
+
+@functools.lru_cache(maxsize=None)
+def _vocabulary(sentencepiece_model, extra_ids):
+  """One vocabulary object per setting (checked once, loaded lazily)."""
+  if sentencepiece_model is None:
+    return seqio.ByteVocabulary()
+  if not isinstance(sentencepiece_model, str) or not tf.io.gfile.exists(
       sentencepiece_model):
     raise FileNotFoundError(
         "local_vocabulary.sentencepiece_model = %r: no such file. Bind it to "
         "a SentencePiece .model file, or leave it unbound for bytes."
         % (sentencepiece_model,))
-  return _vocabulary(sentencepiece_model, extra_ids)
-
-
-@functools.lru_cache(maxsize=None)
-def _vocabulary(sentencepiece_model, extra_ids):
-  if sentencepiece_model is None:
-    return seqio.ByteVocabulary()
   return seqio.SentencePieceVocabulary(sentencepiece_model, extra_ids)
 
 

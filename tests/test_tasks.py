@@ -237,13 +237,20 @@ def test_local_classification_in_a_sentencepiece_vocabulary(tmp_path,
     local_files.local_classification("train")
 
 
-def test_local_vocabulary_bad_model_path(tmp_path):
+def test_local_vocabulary_bad_settings(tmp_path):
   missing = str(tmp_path / "nope.model")
   with gin.unlock_config():
     gin.bind_parameter("local_vocabulary.sentencepiece_model", missing)
   with pytest.raises(FileNotFoundError,
                      match=r"local_vocabulary\.sentencepiece_model = '.*nope"
                      r"\.model': no such file.*leave it unbound for bytes"):
+    local_files.VOCAB.encode("text")
+  with gin.unlock_config():
+    gin.bind_parameter("local_vocabulary.sentencepiece_model", None)
+    gin.bind_parameter("local_vocabulary.extra_ids", 10)
+  with pytest.raises(ValueError,
+                     match=r"local_vocabulary\.extra_ids = 10 applies to a "
+                     r"SentencePiece model only"):
     local_files.VOCAB.encode("text")
 
 
