@@ -213,12 +213,13 @@ def datasets(kind, data, pieces=None):
               wiki, "wiki.valid.tokens")]
   perplexity = (["perplexity_eval.gin"],
                 ["utils.run.perplexity_eval_steps = 50"], "neg_log_perplexity")
-  vocabulary = ["local_vocabulary.sentencepiece_model = %r" % pieces] if (
-      pieces) else []
+  vocabulary = (["local_vocabulary.sentencepiece_model = %r" % pieces]
+                if pieces else [])
   if kind == "pretrain":  # T5's objective on the same text
     return {"span_corruption": (
         vocabulary + ["MIXTURE_NAME = 'synth_mtf_local_span_corruption'",
-         "utils.run.sequence_length = {'inputs': 128, 'targets': 32}"] + text,
+                      "utils.run.sequence_length = {'inputs': 128, "
+                      "'targets': 32}"] + text,
         *perplexity)}
   if kind == "lm":
     return {"wikitext2": (["utils.run.model_type = 'lm'",
@@ -227,10 +228,11 @@ def datasets(kind, data, pieces=None):
   # cls, and finetune (the same datasets)
   ag = os.path.join(data, "ag_news", "test.csv")
   sst = os.path.join(data, "sst2")
-  common = vocabulary + ["MIXTURE_NAME = 'synth_mtf_local_classification'",
-            "utils.run.sequence_length = {'inputs': 128, 'targets': 16}",
-            "Bitransformer.decode.max_decode_length = 16",
-            UNPACKED]
+  common = vocabulary + [
+      "MIXTURE_NAME = 'synth_mtf_local_classification'",
+      "utils.run.sequence_length = {'inputs': 128, 'targets': 16}",
+      "Bitransformer.decode.max_decode_length = 16",
+      UNPACKED]
   return {
       "sst2": (common + [
           "local_classification.train_path = %r" % os.path.join(sst,

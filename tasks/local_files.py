@@ -365,17 +365,19 @@ def read_table(path, name, split, *, file_format, label_column, text_columns,
                  last)
         continue
       label = labels[label]
-    if targets_length is not None and label not in sizes:
-      sizes[label] = len(VOCAB.encode(label))  # tokens, in the bound vocabulary
-    if targets_length is not None and sizes[label] + 1 > targets_length:
+    if targets_length is not None:
+      if label not in sizes:  # in the bound vocabulary's tokens, once a label
+        sizes[label] = len(VOCAB.encode(label))
       size = sizes[label]
-      rows.bad(first, "the label %r is %d tokens, %d with its EOS, more than "
-               "utils.run.sequence_length['targets'] = %d: it would be cut and "
-               "never match its class. Bind the targets length (and "
-               "Bitransformer.decode.max_decode_length) to at least %d, or "
-               "%s.labels to shorter label texts" % (
-                   label, size, size + 1, targets_length, size + 1, name), last)
-      continue
+      if size + 1 > targets_length:
+        rows.bad(first, "the label %r is %d tokens, %d with its EOS, more than "
+                 "utils.run.sequence_length['targets'] = %d: it would be cut "
+                 "and never match its class. Bind the targets length (and "
+                 "Bitransformer.decode.max_decode_length) to at least %d, or "
+                 "%s.labels to shorter label texts" % (
+                     label, size, size + 1, targets_length, size + 1, name),
+                 last)
+        continue
     text = " ".join(fields[i].strip() for i in text_columns).strip()
     if backslash_is_newline:
       text = " ".join(text.replace("\\", " ").split())
