@@ -24,7 +24,9 @@ overfit without it). Seeds: 3 for vanilla, R, FR, D, R+V and D+V, 2 for
 the rest (--seeds overrides). Each (variant, seed) is one run of the stock CLI
 through the sweep runner, with a seeded input function (seeded init and data);
 finished runs are skipped, so an interrupted benchmark resumes, and the tables
-are rewritten after every run. Writes, stamped with command, commit and
+are rewritten after every run. A larger --steps trains committed runs on from
+their model dirs (with --datasets, one dataset only: the others stay as they
+are). Writes, stamped with command, commit and
 machine: <kind>.csv (one row per dataset, variant, seed, step), <kind>.md
 (final and best step, mean and spread, ranking by step, and each pair that the
 paper or Narang et al. order checked against the seed spread: holds, reversed
@@ -323,17 +325,25 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
                         other[:3]))
   evaluated_steps = {k: [step - r.get("offset", 0) for step, _ in r.get(
       "curve", [])] for k, r in by_key.items()}  # (no curve: a snapshot)
+  # any length of the same schedule: a dataset may be trained on further
+  # than the others (--datasets with a larger --steps)
   other = sorted(by_key[k]["run"] for k, s in evaluated_steps.items()
-                 if not s or s != eval_steps[:len(s)])
+                 if not s or s != list(range(eval_every, eval_every * len(s)
+                                             + 1, eval_every)))
   if other:
     raise SystemExit("the committed results (--out) hold runs evaluated at "
-                     "other steps than %s (e.g. %s): pass another --out for "
-                     "these settings" % (eval_steps[:3] + ["..."], other[:3]))
+                     "other steps than every %d (e.g. %s): pass another --out "
+                     "for these settings" % (eval_every, other[:3]))
   finished = {k: r for k, r in by_key.items()
-              if evaluated_steps[k] == eval_steps}
+              if evaluated_steps[k][:len(eval_steps)] == eval_steps}
   # committed runs outside this invocation's plan stay in the tables, and so
   # do shorter ones until they are extended
   planned = set(runs)
+  for k in sorted(k for k in finished if k in planned and
+                  len(evaluated_steps[k]) > len(eval_steps)):
+    print("[quality] %s %s seed %d: committed to step %d, more than --steps "
+          "%d; kept as committed" % (k + (evaluated_steps[k][-1], steps)),
+          flush=True)
   kept = [r for k, r in by_key.items() if k not in planned]
   shorter = {k: r for k, r in by_key.items()
              if k in planned and k not in finished}
@@ -623,7 +633,8 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=None,
                  help="training (finetuning) steps (default: lm 3000, cls "
                  "and finetuning 2000); more than the committed runs have "
-                 "trains them on from their model dirs")
+                 "trains them on from their model dirs, fewer keeps them "
+                 "as committed")
   p.add_argument("--pretrain_steps", type=int, default=2000)
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--dropout", type=float, default=0.1)

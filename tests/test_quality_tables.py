@@ -134,6 +134,45 @@ def test_tables_keep_committed_runs_that_the_plan_reaches_later(
                      ["D/bias", "FR", "R", "stock_R"]]
 
 
+def test_runs_trained_further_are_kept_and_other_schedules_stop(
+    tmp_path, monkeypatch):
+  """One dataset trained on further (--datasets with a larger --steps) does
+  not stop an invocation with fewer steps: its runs stay in the tables as
+  committed, none is retrained or cut; runs evaluated on another schedule
+  stop the benchmark with the fix."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  wiki = tmp_path / "wikitext2"
+  wiki.mkdir()
+  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
+    (wiki / name).write_text("text\n")
+  trained = []
+
+  def result(variant, steps):
+    return {"run": variant + "_1", "variant": variant, "dataset": "wikitext2",
+            "seed": 1, "metric": "m", "curve": [[s, -1.0] for s in steps]}
+
+  monkeypatch.setattr(
+      sweep_lib, "run_one", lambda sweep, run_id, variant, *a, **k:
+      trained.append(variant) or result(variant, [2, 4]))
+  written = []
+  longer = [result("R", [2, 4, 6, 8]), result("FR", [2, 4, 6, 8])]
+  quality.run("lm", str(tmp_path), [("wikitext2", v, 1) for v in (
+      "vanilla", "R")], 4, 2, 0.1, str(tmp_path / "runs"), written.append,
+              committed=longer)
+  assert trained == ["vanilla"]
+  assert {r["variant"]: len(r["curve"]) for r in written[-1]} == {
+      "vanilla": 2, "R": 4, "FR": 4}
+  try:
+    quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
+                str(tmp_path / "runs"), written.append,
+                committed=[result("FR", [3, 6])])
+    raise AssertionError("not stopped")
+  except SystemExit as e:
+    assert "other steps than every 2" in str(e), e
+    assert "pass another --out" in str(e), e
+
+
 def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
     tmp_path, monkeypatch):
   """A committed run trained in other word pieces (or in bytes) stops the
