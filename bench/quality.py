@@ -347,7 +347,8 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   kept = [r for k, r in by_key.items() if k not in planned]
   shorter = {k: r for k, r in by_key.items()
              if k in planned and k not in finished}
-  waiting = dict(finished)  # committed runs of the plan, not reached yet
+  # committed runs of the plan, not reached yet
+  waiting = {k: r for k, r in finished.items() if k in planned}
   rows = []
   for dataset, variant, seed in runs:
     if (dataset, variant, seed) in finished:
@@ -420,7 +421,8 @@ def curve_rows(kind, runs):
 
 def summarize(kind, runs, out, info, planned, dropout):
   """Write <kind>.csv/.json/.md/.png from the finished runs (called after
-  every run, so a partial benchmark has its tables too)."""
+  every run, so a partial benchmark has its tables too); planned: the
+  invocation's [(dataset, variant, seed)]."""
   metric = METRIC[kind]
   lower = metric == "perplexity"
   rows = curve_rows(kind, runs)
@@ -436,11 +438,15 @@ def summarize(kind, runs, out, info, planned, dropout):
   best = min if lower else max
   what = ("validation perplexity per byte (lower is better)" if lower
           else "validation accuracy, % (higher is better)")
+  done = sum((r["dataset"], r["variant"], r["seed"]) in set(planned)
+             for r in runs)
+  outside = ("" if done == len(runs) else " (and %d committed before, outside "
+             "this invocation's plan)" % (len(runs) - done))
   with open(os.path.join(out, name + ".md"), "w") as f:
-    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs finished. Dropout %s "
+    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs finished%s. Dropout %s "
             "for every variant. %s\n\n" % (
-                name, benchlib.stamp_line(info), what, len(runs), planned,
-                dropout, PACKING[kind]))
+                name, benchlib.stamp_line(info), what, done, len(planned),
+                outside, dropout, PACKING[kind]))
     for ds in sorted({k[0] for k in curves}):
       f.write("## %s\n\n| variant | seeds | last step | at last step: mean "
               "(min-max) | best over steps: mean (min-max) | best step "
@@ -692,7 +698,7 @@ def main(argv=None):
     run(kind, data, runs, steps, args.eval_every, args.dropout,
         os.path.join(args.work_dir, kind),
         functools.partial(summarize, kind, out=args.out, info=info,
-                          planned=len(runs), dropout=args.dropout),
+                          planned=runs, dropout=args.dropout),
         committed, pretrained, pieces)
 
 
