@@ -19,6 +19,14 @@ def load_quality():
   return importlib.import_module("quality")
 
 
+def write_wikitext(data):
+  """The LM's two files under `data`, enough for quality.run to start."""
+  wiki = data / "wikitext2"
+  wiki.mkdir()
+  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
+    (wiki / name).write_text("text\n")
+
+
 # perplexity (lower is better), two seeds of A, B and E, one of C
 CURVES = {
     ("d", "A"): {1: {1: 5.0, 2: 3.9, 3: 3.0}, 2: {1: 5.5, 2: 4.0, 3: 3.1}},
@@ -113,10 +121,7 @@ def test_tables_keep_committed_runs_that_the_plan_reaches_later(
   them, so a benchmark stopped there loses none."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   quality = load_quality()
-  wiki = tmp_path / "wikitext2"
-  wiki.mkdir()
-  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
-    (wiki / name).write_text("text\n")
+  write_wikitext(tmp_path)
 
   def result(variant, seed=1):
     return {"run": "%s_%d" % (variant, seed), "variant": variant,
@@ -142,10 +147,7 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
   stop the benchmark with the fix."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   quality = load_quality()
-  wiki = tmp_path / "wikitext2"
-  wiki.mkdir()
-  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
-    (wiki / name).write_text("text\n")
+  write_wikitext(tmp_path)
   trained = []
 
   def result(variant, steps):
@@ -187,10 +189,7 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
   checkpoint of another vocabulary is resumed."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   quality = load_quality()
-  wiki = tmp_path / "wikitext2"
-  wiki.mkdir()
-  for name in ("wiki.test.tokens", "wiki.valid.tokens"):
-    (wiki / name).write_text("text\n")
+  write_wikitext(tmp_path)
   dirs = []
 
   def run_one(sweep, run_id, variant, f, crossed, d, **k):
