@@ -339,11 +339,6 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   # committed runs outside this invocation's plan stay in the tables, and so
   # do shorter ones until they are extended
   planned = set(runs)
-  for k in sorted(k for k in finished if k in planned and
-                  len(evaluated_steps[k]) > len(eval_steps)):
-    print("[quality] %s %s seed %d: committed to step %d, more than --steps "
-          "%d; kept as committed" % (k + (evaluated_steps[k][-1], steps)),
-          flush=True)
   kept = [r for k, r in by_key.items() if k not in planned]
   shorter = {k: r for k, r in by_key.items()
              if k in planned and k not in finished}
@@ -352,8 +347,11 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   rows = []
   for dataset, variant, seed in runs:
     if (dataset, variant, seed) in finished:
-      print("[quality] %s %s seed %d: committed before, skipped"
-            % (dataset, variant, seed), flush=True)
+      last = evaluated_steps[(dataset, variant, seed)][-1]
+      print("[quality] %s %s seed %d: committed before, skipped%s"
+            % (dataset, variant, seed, "" if last == steps else
+               " (committed to step %d, more than --steps %d: kept as "
+               "committed)" % (last, steps)), flush=True)
       rows.append(waiting.pop((dataset, variant, seed)))
       continue
     bindings, eval_files, eval_bindings, metric = specs[dataset]
@@ -438,8 +436,8 @@ def summarize(kind, runs, out, info, planned, dropout):
   best = min if lower else max
   what = ("validation perplexity per byte (lower is better)" if lower
           else "validation accuracy, % (higher is better)")
-  done = sum((r["dataset"], r["variant"], r["seed"]) in set(planned)
-             for r in runs)
+  plan = set(planned)
+  done = sum((r["dataset"], r["variant"], r["seed"]) in plan for r in runs)
   outside = ("" if done == len(runs) else " (and %d committed before, outside "
              "this invocation's plan)" % (len(runs) - done))
   with open(os.path.join(out, name + ".md"), "w") as f:
