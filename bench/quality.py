@@ -417,10 +417,12 @@ def curve_rows(kind, runs):
   return out
 
 
-def summarize(kind, runs, out, info, planned, dropout):
+def summarize(kind, runs, out, info, planned, steps, dropout):
   """Write <kind>.csv/.json/.md/.png from the finished runs (called after
   every run, so a partial benchmark has its tables too); planned: the
-  invocation's [(dataset, variant, seed)]."""
+  invocation's [(dataset, variant, seed)], trained to `steps`. A row whose
+  seeds reach different steps (a dataset half way through being trained
+  on further) is compared at the last step all its seeds have."""
   metric = METRIC[kind]
   lower = metric == "perplexity"
   rows = curve_rows(kind, runs)
@@ -437,32 +439,39 @@ def summarize(kind, runs, out, info, planned, dropout):
   what = ("validation perplexity per byte (lower is better)" if lower
           else "validation accuracy, % (higher is better)")
   plan = set(planned)
-  done = sum((r["dataset"], r["variant"], r["seed"]) in plan for r in runs)
-  outside = ("" if done == len(runs) else " (and %d committed before, outside "
-             "this invocation's plan)" % (len(runs) - done))
+  mine = [r for r in runs if (r["dataset"], r["variant"], r["seed"]) in plan]
+  done = sum(r["curve"][-1][0] - r.get("offset", 0) >= steps for r in mine)
+  outside = ("" if len(mine) == len(runs) else " (and %d committed before, "
+             "outside this invocation's plan)" % (len(runs) - len(mine)))
   with open(os.path.join(out, name + ".md"), "w") as f:
-    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs finished%s. Dropout %s "
-            "for every variant. %s\n\n" % (
+    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs trained to step %d or further%s."
+            " Dropout %s for every variant. %s\n\n" % (
                 name, benchlib.stamp_line(info), what, done, len(planned),
-                outside, dropout, PACKING[kind]))
+                steps, outside, dropout, PACKING[kind]))
     for ds in sorted({k[0] for k in curves}):
-      f.write("## %s\n\n| variant | seeds | last step | at last step: mean "
+      f.write("## %s\n\n| variant | seeds | last step of all seeds | at last "
+              "step: mean "
               "(min-max) | best over steps: mean (min-max) | best step "
               "(per seed) |\n|---|---:|---:|---:|---:|---|\n" % ds)
       table = []
       for (d, v), by_seed in curves.items():
         if d != ds:
           continue
-        last = [c[max(c)] for c in by_seed.values()]
-        bests = [best(c.values()) for c in by_seed.values()]
+        # the last step every seed has; seeds further on are cut there
+        step = max(set.intersection(*(set(c) for c in by_seed.values())))
+        upto = [{s: x for s, x in c.items() if s <= step}
+                for c in by_seed.values()]
+        further = sum(max(c) > step for c in by_seed.values())
+        last = [c[step] for c in upto]
+        bests = [best(c.values()) for c in upto]
         best_steps = [min(s for s in c if c[s] == best(c.values()))
-                      for c in by_seed.values()]
-        table.append((statistics.mean(last), v, len(by_seed),
-                      max(max(c) for c in by_seed.values()), last, bests,
+                      for c in upto]
+        table.append((statistics.mean(last), v, len(by_seed), "%d%s" % (
+            step, further and " (%d further)" % further), last, bests,
                       best_steps))
       table.sort(reverse=not lower)
       for mean, v, n, step, last, bests, best_steps in table:
-        f.write("| %s | %d | %d | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %s "
+        f.write("| %s | %d | %s | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %s "
                 "|\n" % (v, n, step, mean, min(last), max(last),
                          statistics.mean(bests), min(bests), max(bests),
                          ", ".join(map(str, best_steps))))
@@ -696,7 +705,7 @@ def main(argv=None):
     run(kind, data, runs, steps, args.eval_every, args.dropout,
         os.path.join(args.work_dir, kind),
         functools.partial(summarize, kind, out=args.out, info=info,
-                          planned=runs, dropout=args.dropout),
+                          planned=runs, steps=steps, dropout=args.dropout),
         committed, pretrained, pieces)
 
 

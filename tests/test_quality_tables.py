@@ -2,6 +2,7 @@
 spread, and the rows that add T5's relative bias."""
 
 import importlib
+import math
 import os
 import sys
 
@@ -168,10 +169,10 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
   # the header counts the plan's runs apart from the others in the tables
   quality.summarize("lm", written[-1], str(tmp_path), dict.fromkeys(
       ["command", "commit", "date", "machine"], "x"),
-                    [("wikitext2", v, 1) for v in ("vanilla", "R")], 0.1)
+                    [("wikitext2", v, 1) for v in ("vanilla", "R")], 4, 0.1)
   md = (tmp_path / "quality_lm.md").read_text()
-  assert ("2 of 2 runs finished (and 1 committed before, outside this "
-          "invocation's plan)") in md, md[:600]
+  assert ("2 of 2 runs trained to step 4 or further (and 1 committed before, "
+          "outside this invocation's plan)") in md, md[:600]
   try:
     quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
                 str(tmp_path / "runs"), written.append,
@@ -180,6 +181,30 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
   except SystemExit as e:
     assert "other steps than every 2" in str(e), e
     assert "pass another --out" in str(e), e
+
+
+def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
+  """While one dataset is trained on further, a row's seeds reach different
+  steps: its mean and best are taken up to the last step all seeds have (not
+  one seed at 8 beside another at 4), and the header does not count the
+  shorter runs as finished."""
+  quality = load_quality()
+
+  def result(seed, curve):
+    return {"run": "R_%d" % seed, "variant": "R", "dataset": "wikitext2",
+            "seed": seed, "metric": "m", "curve": curve}
+
+  # neg log perplexity: perplexity e^2 and e^1 at step 4, seed 1 e^0.5 at 8
+  runs = [result(1, [[4, -2.0], [8, -0.5]]), result(2, [[4, -1.0]])]
+  quality.summarize("lm", runs, str(tmp_path), dict.fromkeys(
+      ["command", "commit", "date", "machine"], "x"),
+                    [("wikitext2", "R", 1), ("wikitext2", "R", 2)], 8, 0.1)
+  md = (tmp_path / "quality_lm.md").read_text()
+  assert "1 of 2 runs trained to step 8 or further." in md, md[:600]
+  e1, e2 = math.exp(1), math.exp(2)
+  row = "| R | 2 | 4 (1 further) | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | 4, 4 |" % (
+      (e1 + e2) / 2, e1, e2, (e1 + e2) / 2, e1, e2)
+  assert row in md, md
 
 
 def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
