@@ -467,7 +467,7 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
         best_steps = [min(s for s in c if c[s] == best(c.values()))
                       for c in upto]
         table.append((statistics.mean(last), v, len(by_seed), "%d%s" % (
-            step, further and " (%d further)" % further), last, bests,
+            step, " (%d further)" % further if further else ""), last, bests,
                       best_steps))
       table.sort(reverse=not lower)
       for mean, v, n, step, last, bests, best_steps in table:

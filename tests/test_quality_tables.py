@@ -195,12 +195,15 @@ def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
             "seed": seed, "metric": "m", "curve": curve}
 
   # neg log perplexity: perplexity e^2 and e^1 at step 4, seed 1 e^0.5 at 8
-  runs = [result(1, [[4, -2.0], [8, -0.5]]), result(2, [[4, -1.0]])]
+  runs = [result(1, [[4, -2.0], [8, -0.5]]), result(2, [[4, -1.0]]),
+          dict(result(1, [[4, 0.0], [8, 0.0]]), variant="FR")]
   quality.summarize("lm", runs, str(tmp_path), dict.fromkeys(
       ["command", "commit", "date", "machine"], "x"),
-                    [("wikitext2", "R", 1), ("wikitext2", "R", 2)], 8, 0.1)
+                    [("wikitext2", v, s) for v, s in (("R", 1), ("R", 2),
+                                                      ("FR", 1))], 8, 0.1)
   md = (tmp_path / "quality_lm.md").read_text()
-  assert "1 of 2 runs trained to step 8 or further." in md, md[:600]
+  assert "2 of 3 runs trained to step 8 or further." in md, md[:600]
+  assert "| FR | 1 | 8 | 1.00 (1.00-1.00) |" in md, md
   e1, e2 = math.exp(1), math.exp(2)
   row = "| R | 2 | 4 (1 further) | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | 4, 4 |" % (
       (e1 + e2) / 2, e1, e2, (e1 + e2) / 2, e1, e2)
