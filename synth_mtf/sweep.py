@@ -127,6 +127,14 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
   gin_files = sweep.base_gin_files + [gin_file]
   bindings = sweep.bindings + crossed
   t0 = time.time()
+  # a run trained on (later eval_steps) keeps what it measured before at the
+  # checkpoints training resumes after: they are not trained again
+  start = _latest_step(run_dir) if os.path.exists(result_path) else 0
+  earlier = {}
+  if start:
+    with open(result_path) as f:
+      before = json.load(f)
+    earlier = {s: v for s, v in before.get("curve") or () if s <= start}
   log("[sweep] %s: training" % run_id)
   runner.run_cli(runner.cli_command(run_dir, gin_files, bindings),
                  os.path.join(run_dir, "train.log"))
@@ -139,7 +147,8 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
   if sweep.eval_gin_files:
     log("[sweep] %s: evaluating" % run_id)
     steps = sweep.eval_steps or [result["steps"]]
-    missing = sorted(set(steps) - set(_checkpoint_steps(run_dir)))
+    todo = [s for s in steps if s not in earlier]
+    missing = sorted(set(todo) - set(_checkpoint_steps(run_dir)))
     if missing:
       raise runner.CliError(
           "%s: no checkpoint at steps %s to evaluate (have %s); make "
@@ -149,8 +158,8 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
     runner.run_cli(runner.cli_command(
         run_dir, gin_files + sweep.eval_gin_files,
         bindings + sweep.eval_bindings +
-        ["eval_checkpoint_step = %r" % (steps if sweep.eval_steps
-                                        else steps[0])]),
+        ["eval_checkpoint_step = %r" % (todo if sweep.eval_steps
+                                        else todo[0])]),
                    os.path.join(run_dir, "eval.log"))
     eval_log = runner.read_log(os.path.join(run_dir, "eval.log"))
     found = runner.metrics(eval_log)
@@ -162,7 +171,12 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
                                if sweep.metric else "",
                                os.path.join(run_dir, "eval.log")))
     result["metric"] = chosen[0]
-    curve = runner.metric_curve(eval_log, chosen[0])
+    if earlier and before.get("metric") != chosen[0]:
+      raise runner.CliError(
+          "%s: evaluated %s before (%s) and %s now; delete %s to evaluate "
+          "every step again" % (run_id, before.get("metric"), result_path,
+                                chosen[0], result_path))
+    curve = {**earlier, **runner.metric_curve(eval_log, chosen[0])}
     absent = sorted(set(steps) - set(curve))
     if absent:
       raise runner.CliError("%s: the evaluation reported %s at steps %s but "

@@ -3,6 +3,7 @@ bench/results/): they run end to end and write their tables (slow)."""
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -57,7 +58,8 @@ def test_quality_smoke(tmp_path):
   for a, b in zip(rows[::2], rows[1::2]):  # untrained -> 2 steps at lr 0.01
     assert 1.0 < float(b["perplexity"]) < float(a["perplexity"]) < 300.0
   md = open(tmp_path / "quality_lm.md").read()
-  assert "2 of 2 runs finished" in md and "| step | ranking |" in md
+  assert ("2 of 2 runs trained to step 4 or further" in md
+          and "| step | ranking |" in md)
   # the stock layer ran unpacked (its operative config says so)
   (stock,) = (tmp_path / "runs" / "lm" / "wikitext2").glob("stock_R_*")
   config = (stock / "operative_config.gin").read_text()
@@ -84,6 +86,10 @@ def test_quality_smoke(tmp_path):
       ("stock_R/unpacked", "4")]
   assert extended[:2] == rows[:2] and extended[3:] == rows[2:]
   assert {n: os.stat(model / n).st_mtime_ns for n in written} == written
+  # and evaluates only the new step: steps 2 and 4 come from before
+  restored = re.findall(r"Restoring parameters from .*model\.ckpt-(\d+)\n",
+                        (model / "eval.log").read_text())
+  assert set(restored) == {"6"}, restored
   # another eval schedule than the committed curves': a clear error
   proc = subprocess.run([sys.executable] + longer[:9] + ["3"] + longer[10:],
                         capture_output=True, text=True, timeout=600)

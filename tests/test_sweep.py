@@ -141,3 +141,45 @@ def test_a_failed_run_keeps_the_others_and_their_table(tmp_path, monkeypatch):
     assert [r["variant"] for r in csv.DictReader(f)] == ["R", "FR"]
   md = (out / "results.md").read_text()
   assert "| R |" in md and "| FR |" in md and "| D+V |" not in md
+
+
+def test_a_run_trained_on_evaluates_only_its_new_steps(tmp_path, monkeypatch):
+  """Asked for later eval_steps, a run trains on and evaluates only the steps
+  after the checkpoint it resumes from; the earlier ones come from its
+  result.json. Another metric than before stops it with the fix."""
+  sweep = sweep_lib.Sweep(variants={"R": "models/synthesizer/random.gin"},
+                          eval_gin_files=["eval.gin"], metric="accuracy",
+                          eval_steps=[2, 4, 6])
+  run_dir = tmp_path / "R"
+  run_dir.mkdir()
+  (run_dir / "result.json").write_text(json.dumps(
+      {"metric": "d/accuracy", "curve": [[2, 10.0], [4, 20.0]]}))
+  asked = []
+
+  def fake_cli(cmd, log_path, **_):
+    step = [a.split(" = ")[1] for a in cmd
+            if a.startswith("--gin_param=eval_checkpoint_step")]
+    asked.extend(step)
+    with open(log_path, "w") as f:
+      if step:  # what the CLI reports at every step asked: here 99.0
+        f.write("".join("INFO:tensorflow:eval/%s at step %d: 99.0\n"
+                        % (metric[0], s) for s in json.loads(step[0])))
+
+  monkeypatch.setattr(runner, "run_cli", fake_cli)
+  monkeypatch.setattr(runner, "checkpoint_parameters", lambda d: 1)
+  monkeypatch.setattr(sweep_lib, "_latest_step", lambda d: 4)
+  monkeypatch.setattr(sweep_lib, "_checkpoint_steps", lambda d: [2, 4, 6])
+  metric = ["d/accuracy"]
+  result = sweep_lib.run_one(sweep, "R", "R", "random.gin", [], str(tmp_path),
+                             log=lambda m: None)
+  assert asked == ["[6]"]
+  assert result["curve"] == [[2, 10.0], [4, 20.0], [6, 99.0]]
+  # the earlier curve measured another metric: not merged, a clear error
+  (run_dir / "result.json").write_text(json.dumps(
+      {"metric": "d/accuracy", "curve": [[2, 10.0], [4, 20.0]]}))
+  metric[0] = "d/other_accuracy"
+  with pytest.raises(runner.CliError, match=r"evaluated d/accuracy before "
+                     r"(.|\n)* and d/other_accuracy now; delete .*result\.json"
+                     r" to evaluate every step again"):
+    sweep_lib.run_one(sweep, "R", "R", "random.gin", [], str(tmp_path),
+                      log=lambda m: None)
