@@ -55,6 +55,7 @@ UNPACKED = "mesh_train_dataset_fn.pack = False"
 # 78.4%, 8000 pieces 77.8% and 1.4x slower (the embedding and softmax).
 PIECES = 2000
 AG_NEWS_TRAIN_ROWS = 6600  # of the 7,600 rows; the last 1,000 evaluate
+WINDOW = 4  # the tables' mean over each run's last evaluations (1000 steps)
 
 
 def _rows(kind, labels, extra=(), suffix=""):
@@ -450,9 +451,9 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
                 steps, outside, dropout, PACKING[kind]))
     for ds in sorted({k[0] for k in curves}):
       f.write("## %s\n\n| variant | seeds | last step of all seeds | at last "
-              "step: mean "
-              "(min-max) | best over steps: mean (min-max) | best step "
-              "(per seed) |\n|---|---:|---:|---:|---:|---|\n" % ds)
+              "step: mean (min-max) | last %d evaluations: mean (min-max) | "
+              "best over steps: mean (min-max) | best step (per seed) |\n"
+              "|---|---:|---:|---:|---:|---:|---|\n" % (ds, WINDOW))
       table = []
       for (d, v), by_seed in curves.items():
         if d != ds:
@@ -463,23 +464,31 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
                 for c in by_seed.values()]
         further = sum(max(c) > step for c in by_seed.values())
         last = [c[step] for c in upto]
+        # one evaluation swings by points on a small dev set: a window too
+        window = [statistics.mean([c[s] for s in sorted(c)[-WINDOW:]])
+                  for c in upto]
         bests = [best(c.values()) for c in upto]
         best_steps = [min(s for s in c if c[s] == best(c.values()))
                       for c in upto]
         table.append((statistics.mean(last), v, len(by_seed), "%d%s" % (
-            step, " (%d further)" % further if further else ""), last, bests,
-                      best_steps))
+            step, " (%d further)" % further if further else ""), last, window,
+                      bests, best_steps))
       table.sort(reverse=not lower)
-      for mean, v, n, step, last, bests, best_steps in table:
-        f.write("| %s | %d | %s | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | %s "
-                "|\n" % (v, n, step, mean, min(last), max(last),
-                         statistics.mean(bests), min(bests), max(bests),
-                         ", ".join(map(str, best_steps))))
+      for mean, v, n, step, last, window, bests, best_steps in table:
+        f.write("| %s | %d | %s | %s | %s | %s | %s |\n" % (
+            v, n, step, spread(last), spread(window), spread(bests),
+            ", ".join(map(str, best_steps))))
       f.write("\n" + ranking_by_step(curves, ds, lower) + "\n")
       for source, tiers in ORDERS.get(kind, {}).get(ds, []):
         f.write(orderings(curves, ds, lower, source, tiers) + "\n")
   plot(curves, os.path.join(out, name + ".png"), what)
   print("wrote %s/%s.{csv,md,json,png}" % (out, name), flush=True)
+
+
+def spread(values):
+  """'mean (min-max)' of the seeds' values."""
+  return "%.2f (%.2f-%.2f)" % (statistics.mean(values), min(values),
+                               max(values))
 
 
 def unchanged_since(steps, values):

@@ -196,18 +196,36 @@ def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
 
   # neg log perplexity: perplexity e^2 and e^1 at step 4, seed 1 e^0.5 at 8
   runs = [result(1, [[4, -2.0], [8, -0.5]]), result(2, [[4, -1.0]]),
-          dict(result(1, [[4, 0.0], [8, 0.0]]), variant="FR")]
+          dict(result(1, [[s, 0.0] for s in range(2, 12, 2)]), variant="FR")]
   quality.summarize("lm", runs, str(tmp_path), dict.fromkeys(
       ["command", "commit", "date", "machine"], "x"),
                     [("wikitext2", v, s) for v, s in (("R", 1), ("R", 2),
                                                       ("FR", 1))], 8, 0.1)
   md = (tmp_path / "quality_lm.md").read_text()
   assert "2 of 3 runs trained to step 8 or further." in md, md[:600]
-  assert "| FR | 1 | 8 | 1.00 (1.00-1.00) |" in md, md
+  assert "| FR | 1 | 10 | 1.00 (1.00-1.00) |" in md, md
   e1, e2 = math.exp(1), math.exp(2)
-  row = "| R | 2 | 4 (1 further) | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) | 4, 4 |" % (
-      (e1 + e2) / 2, e1, e2, (e1 + e2) / 2, e1, e2)
+  row = "| R | 2 | 4 (1 further) |%s 4, 4 |" % (
+      " %.2f (%.2f-%.2f) |" % ((e1 + e2) / 2, e1, e2) * 3)
   assert row in md, md
+
+
+def test_tables_average_each_runs_last_evaluations(tmp_path):
+  """The window column: each seed's mean over its last WINDOW (4)
+  evaluations, then mean (min-max) over the seeds."""
+  quality = load_quality()
+  # accuracy i% (seed 1) and 2i% (seed 2) at step 250 i, i = 1..8
+  runs = [{"run": "A_%d" % seed, "variant": "A", "dataset": "sst2",
+           "seed": seed, "metric": "accuracy",
+           "curve": [[250 * i, seed * i / 100.0] for i in range(1, 9)]}
+          for seed in (1, 2)]
+  quality.summarize("cls", runs, str(tmp_path), dict.fromkeys(
+      ["command", "commit", "date", "machine"], "x"),
+                    [("sst2", "A", 1), ("sst2", "A", 2)], 2000, 0.1)
+  md = (tmp_path / "quality_cls.md").read_text()
+  # last: 8 and 16; last 4: means of 5..8 (6.5) and 10..16 (13); best = last
+  assert ("| A | 2 | 2000 | 12.00 (8.00-16.00) | 9.75 (6.50-13.00) | "
+          "12.00 (8.00-16.00) | 2000, 2000 |") in md, md
 
 
 def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
