@@ -552,18 +552,17 @@ def orderings(curves, ds, lower, source, tiers):
 
 def ranking_by_step(curves, ds, lower):
   """The order of the variants' seed means at each step, and the step from
-  which it no longer changes (variants with all their seeds at that step);
-  likewise for the pairs that the seed spread separates, which moves less
-  with noise than the order of means."""
-  steps = sorted({s for (d, _), c in curves.items() if d == ds
-                  for by in c.values() for s in by})
+  which it no longer changes; likewise for the pairs that the seed spread
+  separates, which moves less with noise than the order of means. Only the
+  steps every seed of every row has: a ranking of some rows is none."""
+  steps = sorted(set.intersection(*(set(by) for (d, _), c in curves.items()
+                                    if d == ds for by in c.values())))
   lines, orders, separated, rows = [], [], [], []
   for step in steps:
     means = []
     for (d, v), by_seed in curves.items():
-      vals = [c[step] for c in by_seed.values() if step in c]
-      if d == ds and vals and len(vals) == len(by_seed):
-        means.append((statistics.mean(vals), v))
+      if d == ds:
+        means.append((statistics.mean(c[step] for c in by_seed.values()), v))
     means.sort(reverse=not lower)
     orders.append([v for _, v in means])
     lines.append("| %d | %s |" % (step, " > ".join(

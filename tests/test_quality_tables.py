@@ -67,6 +67,11 @@ def test_ranking_settles_by_means_and_by_the_spread():
   assert "2 of 3 at the last step, the same pairs the same way round from " \
          "step 3 on" in text
   assert "| 3 | A 3.05 > E 3.12 > B 3.55 > C 7.00 |" in text
+  # half way through training on (A's seed 1 at step 4, the others not
+  # yet): the ranking stays at the steps every seed of every row has
+  longer = {**CURVES, ("d", "A"): {1: {**CURVES[("d", "A")][1], 4: 1.0},
+                                    2: CURVES[("d", "A")][2]}}
+  assert quality.ranking_by_step(longer, "d", True) == text
 
 
 def test_orderings_name_rows_the_tables_have():
