@@ -445,8 +445,8 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
   outside = ("" if len(mine) == len(runs) else " (and %d committed before, "
              "outside this invocation's plan)" % (len(runs) - len(mine)))
   with open(os.path.join(out, name + ".md"), "w") as f:
-    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs trained to step %d or further%s."
-            " Dropout %s for every variant. %s\n\n" % (
+    f.write("# Quality: %s\n\n%s\n\n%s. %d of %d runs trained to step %d or "
+            "further%s. Dropout %s for every variant. %s\n\n" % (
                 name, benchlib.stamp_line(info), what, done, len(planned),
                 steps, outside, dropout, PACKING[kind]))
     for ds in sorted({k[0] for k in curves}):
