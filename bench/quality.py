@@ -459,7 +459,7 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
         if d != ds:
           continue
         # the last step every seed has; seeds further on are cut there
-        step = max(set.intersection(*(set(c) for c in by_seed.values())))
+        step = common_steps(by_seed)[-1]
         upto = [{s: x for s, x in c.items() if s <= step}
                 for c in by_seed.values()]
         further = sum(max(c) > step for c in by_seed.values())
@@ -483,6 +483,13 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
         f.write(orderings(curves, ds, lower, source, tiers) + "\n")
   plot(curves, os.path.join(out, name + ".png"), what)
   print("wrote %s/%s.{csv,md,json,png}" % (out, name), flush=True)
+
+
+def common_steps(*rows):
+  """The steps, in order, that every seed of every row ({seed: {step: value}})
+  has been evaluated at."""
+  return sorted(set.intersection(*(set(c) for by_seed in rows
+                                   for c in by_seed.values())))
 
 
 def spread(values):
@@ -527,8 +534,7 @@ def orderings(curves, ds, lower, source, tiers):
         if (ds, a) not in curves or (ds, b) not in curves:
           continue
         seeds = min(len(curves[(ds, a)]), len(curves[(ds, b)]))
-        steps = sorted(set.intersection(*(set(c) for v in (a, b)
-                                          for c in curves[(ds, v)].values())))
+        steps = common_steps(curves[(ds, a)], curves[(ds, b)])
         if seeds < 2 or not steps:
           lines.append(benchlib.md_row(["%s ahead of %s" % (a, b),
                                         "(%d seed)" % seeds, ""]))
@@ -555,8 +561,7 @@ def ranking_by_step(curves, ds, lower):
   which it no longer changes; likewise for the pairs that the seed spread
   separates, which moves less with noise than the order of means. Only the
   steps every seed of every row has: a ranking of some rows is none."""
-  steps = sorted(set.intersection(*(set(by) for (d, _), c in curves.items()
-                                    if d == ds for by in c.values())))
+  steps = common_steps(*(c for (d, _), c in curves.items() if d == ds))
   lines, orders, separated, rows = [], [], [], []
   for step in steps:
     means = []
@@ -621,7 +626,7 @@ def plot(curves, path, what):
       references = [b for b in bases if b not in members and (ds, b) in curves]
       for v in members + references:
         by_seed = curves[(ds, v)]
-        steps = sorted(set.intersection(*(set(c) for c in by_seed.values())))
+        steps = common_steps(by_seed)
         vals = [[c[s] for c in by_seed.values()] for s in steps]
         colour = cmap(bases.index(base(v)) % 10)
         style = (":" if v in references else
