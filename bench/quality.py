@@ -593,15 +593,27 @@ def ranking_by_step(curves, ds, lower):
 # dashed when it changes a variant (CHANGED); the rows of ours it changes, and
 # vanilla, are drawn dotted as references where they are not members.
 CHANGED = VARIATIONS + ("/scratch",)
+# (title, which rows, what the dashed lines are)
 PANELS = [
-    ("the paper's rows", lambda v: "/" not in v and not v.startswith("stock_")),
-    ("mesh-tensorflow's Synthesizer (dashed: unpacked)",
-     lambda v: v.startswith("stock_")),
-    ("ours unpacked, with T5's relative bias or the release's R (dashed)",
-     lambda v: not v.startswith("stock_") and v.endswith(VARIATIONS)),
-    ("finetuned from span corruption (solid) or from scratch (dashed)",
-     lambda v: v.endswith(("/pretrained", "/scratch"))),
+    ("the paper's rows", lambda v: "/" not in v and not v.startswith("stock_"),
+     None),
+    ("mesh-tensorflow's Synthesizer", lambda v: v.startswith("stock_"),
+     "unpacked"),
+    ("ours unpacked, with T5's relative bias or the release's R",
+     lambda v: not v.startswith("stock_") and v.endswith(VARIATIONS),
+     "the change"),
+    ("finetuned from span corruption or from scratch",
+     lambda v: v.endswith(("/pretrained", "/scratch")), "from scratch"),
 ]
+
+
+def panel_title(title, dashed, members, references):
+  """A panel's title, naming only the line styles it draws."""
+  styles = ["dashed: %s" % dashed] if any(
+      v.endswith(CHANGED) for v in members) else []
+  if references:
+    styles.append("dotted: %s" % ", ".join(references))
+  return "%s%s" % (title, " (%s)" % "; ".join(styles) if styles else "")
 
 
 def base(row):
@@ -612,14 +624,14 @@ def base(row):
 def plot(curves, path, what):
   plt = benchlib.pyplot()
   dss = sorted({k[0] for k in curves})
-  panels = [(title, member) for title, member in PANELS
-            if any(member(v) for _, v in curves)]
+  panels = [panel for panel in PANELS
+            if any(panel[1](v) for _, v in curves)]
   fig, axes = plt.subplots(len(dss), len(panels),
                            figsize=(6 * len(panels), 4.5 * len(dss)),
                            squeeze=False)
   cmap = plt.get_cmap("tab10")
   for row, ds in zip(axes, dss):
-    for ax, (title, member) in zip(row, panels):
+    for ax, (title, member, dashed) in zip(row, panels):
       members = [v for d, v in sorted(curves) if d == ds and member(v)]
       bases = sorted({base(v) for v in members} | {"vanilla"},
                      key=lambda b: (b != "vanilla", b))
@@ -636,7 +648,8 @@ def plot(curves, path, what):
         ax.fill_between(steps, [min(x) for x in vals],
                         [max(x) for x in vals], color=colour, alpha=0.15)
       ax.set_xlabel("training step")
-      ax.set_title("%s: %s\n%s; band = seed min-max" % (ds, title, what),
+      ax.set_title("%s: %s\n%s; band = seed min-max" % (
+          ds, panel_title(title, dashed, members, references), what),
                    fontsize=8)
       ax.legend(fontsize=6, ncol=2)
       if "perplexity" in what:

@@ -278,8 +278,26 @@ def test_every_row_is_drawn_in_one_panel():
   quality = load_quality()
   for kind, rows in quality.VARIANTS.items():
     for row in rows:
-      panels = [title for title, member in quality.PANELS if member(row)]
+      panels = [title for title, member, _ in quality.PANELS if member(row)]
       assert len(panels) == 1, (kind, row, panels)
   assert quality.base("stock_R+V/unpacked") == "R+V"
   assert quality.base("D/bias") == "D"
   assert quality.base("vanilla/pretrained") == "vanilla"
+
+
+def test_a_panel_title_names_only_the_line_styles_it_draws():
+  """SST-2's panel of mesh-tensorflow's rows (none unpacked) once read
+  "dashed: unpacked" over no dashed line, and did not say what the dotted
+  lines were."""
+  quality = load_quality()
+  (title, _, dashed), = [p for p in quality.PANELS if p[1]("stock_R")]
+  assert quality.panel_title(title, dashed, ["stock_R", "stock_D"],
+                             ["vanilla", "R"]) == (
+                                 "mesh-tensorflow's Synthesizer "
+                                 "(dotted: vanilla, R)")
+  assert quality.panel_title(title, dashed, ["stock_R", "stock_R/unpacked"],
+                             []) == (
+                                 "mesh-tensorflow's Synthesizer "
+                                 "(dashed: unpacked)")
+  (title, _, dashed), = [p for p in quality.PANELS if p[1]("R")]
+  assert quality.panel_title(title, dashed, ["R"], []) == "the paper's rows"
