@@ -601,7 +601,7 @@ PANELS = [
      "unpacked"),
     ("ours unpacked, with T5's relative bias or the release's R",
      lambda v: not v.startswith("stock_") and v.endswith(VARIATIONS),
-     "the change"),
+     "the changed rows"),
     ("finetuned from span corruption or from scratch",
      lambda v: v.endswith(("/pretrained", "/scratch")), "from scratch"),
 ]
