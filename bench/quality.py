@@ -14,7 +14,9 @@ cls: encoding-only classification (Table 7's rows: vanilla, Linformer, R,
 pretrain: a small Table 5/6 (the paper's and Narang et al.'s protocol): T5's
      span corruption on the WikiText-2 text for vanilla, R, FR, D, R+V
      and D+V (encoder-decoder), then finetuning on SST-2 and AG News from each
-     checkpoint, next to the same models trained from scratch.
+     checkpoint, next to the same models trained from scratch; one variant
+     after the other, so that a checkpoint is finetuned on the machine that
+     pretrained it (one pretraining, seed 1, for every finetuning seed).
 lm and cls add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
 rows in its modes, at our model's heads and key size.
 
@@ -281,10 +283,10 @@ def plan(kind, data, variants, seeds, only):
     if only and dataset not in only:
       continue
     for i, v in enumerate(names):
-      default = ([1] if kind == "pretrain" else
-                 [1, 2, 3] if v in THREE_SEEDS and kind != "finetune"
-                 else [1, 2])
-      for s in seeds or default:
+      # one pretraining (seed 1), from which every finetuning seed starts
+      chosen = ([1] if kind == "pretrain" else seeds or (
+          [1, 2, 3] if v in THREE_SEEDS and kind != "finetune" else [1, 2]))
+      for s in chosen:
         extra = v.startswith("stock_") or v.endswith(VARIATIONS)
         out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),
                     (dataset, v, s)))
@@ -299,7 +301,8 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
   machine without the earlier model dirs; one committed with fewer steps
   (the same eval steps so far) is trained on from its model dir to `steps`.
   pretrained: fn(variant, seed) ->
-  (checkpoint, its step), for the finetune kind's /pretrained rows. pieces:
+  (checkpoint, its step, its validation perplexity), for the finetune kind's
+  /pretrained rows. pieces:
   (path, sha256) of the SentencePiece model (train_pieces()), None for bytes;
   runs of another vocabulary are neither taken nor resumed."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
@@ -357,10 +360,13 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       continue
     bindings, eval_files, eval_bindings, metric = specs[dataset]
     gin_file, extra = all_variants[variant]
-    offset = 0
+    offset, start = 0, {}
     if variant.endswith("/pretrained"):  # init_checkpoint's step comes over
-      checkpoint, offset = pretrained(variant.split("/")[0], seed)
+      checkpoint, offset, perplexity = pretrained(variant.split("/")[0], seed)
       extra = extra + ["utils.run.init_checkpoint = %r" % checkpoint]
+      # which pretraining it started from: one pretrained again on another
+      # machine (model dirs do not travel) differs in the last bits
+      start = {"pretrained_perplexity": round(perplexity, 4)}
     sweep = sweep_lib.Sweep(
         variants={variant: gin_file},
         base_gin_files=["experiments/bench_small.gin"],
@@ -390,7 +396,7 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
                 (dataset, variant, seed)][-1], steps), flush=True)
     r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
-    r.update(dataset=dataset, seed=seed, offset=offset)
+    r.update(dataset=dataset, seed=seed, offset=offset, **start)
     if vocabulary:
       r.update(vocabulary=vocabulary)
     rows.append(r)
@@ -481,6 +487,21 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
       f.write("\n" + ranking_by_step(curves, ds, lower) + "\n")
       for source, tiers in ORDERS.get(kind, {}).get(ds, []):
         f.write(orderings(curves, ds, lower, source, tiers) + "\n")
+    starts = {}
+    for r in runs:
+      if "pretrained_perplexity" in r:
+        starts.setdefault(base(r["variant"]), []).append(
+            r["pretrained_perplexity"])
+    if starts:
+      f.write("## Pretrained checkpoints\n\nThe validation perplexity of "
+              "the checkpoint each /pretrained run started from (runs "
+              "started from it). Two values for one variant: it was "
+              "pretrained again, with the same seed, on another machine "
+              "(model dirs do not travel), where CPU sums in another order "
+              "change the last bits.\n\n")
+      for v, values in sorted(starts.items()):
+        f.write("- %s: %s\n" % (v, ", ".join(
+            "%.4f (%d)" % (x, values.count(x)) for x in sorted(set(values)))))
   plot(curves, os.path.join(out, name + ".png"), what)
   print("wrote %s/%s.{csv,md,json,png}" % (out, name), flush=True)
 
@@ -668,7 +689,8 @@ def main(argv=None):
                                                 "data"))
   p.add_argument("--seeds", type=int, nargs="+", default=None,
                  help="the same seeds for every variant (default: 3 for the "
-                 "main rows, 2 for the rest; pretraining 1)")
+                 "main rows, 2 for the rest); pretraining has seed 1 only, "
+                 "which every finetuning seed starts from")
   p.add_argument("--steps", type=int, default=None,
                  help="training (finetuning) steps (default: lm 3000, cls "
                  "and finetuning 2000); more than the committed runs have "
@@ -694,44 +716,57 @@ def main(argv=None):
   data = os.path.abspath(args.data)
   info = benchlib.stamp()
   variants = args.variants.split(",") if args.variants else None
-  stages = ([("pretrain", args.pretrain_steps, variants),
-             ("finetune", args.steps or 2000, variants and [
-                 "%s/%s" % (v, how) for v in variants
-                 for how in ("pretrained", "scratch")])]
-            if args.kind == "pretrain" else
-            [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
-              variants)])
+  if args.kind == "pretrain":
+    # each variant's pretraining, then its finetuning: a checkpoint is
+    # finetuned on the machine it was trained on (model dirs do not outlive
+    # a machine; one gone is pretrained again)
+    stages = [stage for v in variants or PRETRAIN_VARIANTS for stage in [
+        ("pretrain", args.pretrain_steps, [v]),
+        ("finetune", args.steps or 2000, ["%s/%s" % (v, how) for how in (
+            "pretrained", "scratch")])]]
+  else:
+    stages = [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
+               variants)]
 
   pieces = (train_pieces(data, args.work_dir) if args.kind != "lm" else None)
 
   def pretrained(variant, seed):
     """The span-corruption checkpoint of `variant` (seed 1 for every
-    finetuning seed); pretrained again if its model dir is gone."""
+    finetuning seed), its step and its validation perplexity there;
+    pretrained again if its model dir is gone."""
     del seed
     (run_id, _, _, _), = sweep_lib.Sweep(
         variants={variant: PRETRAIN_VARIANTS[variant][0]},
         grid={"seeded_train_dataset_fn.seed": [1]}).runs()
     step = args.pretrain_steps
-    path = os.path.join(model_dirs(os.path.join(args.work_dir, "pretrain"),
-                                   "span_corruption", pieces[1]), run_id,
-                        "model.ckpt-%d" % step)
-    if not os.path.exists(path + ".index"):
+    run_dir = os.path.join(model_dirs(os.path.join(
+        args.work_dir, "pretrain"), "span_corruption", pieces[1]), run_id)
+    path = os.path.join(run_dir, "model.ckpt-%d" % step)
+    result = os.path.join(run_dir, "result.json")
+    if not (os.path.exists(path + ".index") and os.path.exists(result)):
       run("pretrain", data, [("span_corruption", variant, 1)], step,
           args.eval_every, args.dropout,
           os.path.join(args.work_dir, "pretrain"), lambda rows: None,
           pieces=pieces)
-    return path, step
+    return path, step, math.exp(-benchlib.read_json(result, None)["value"])
 
-  for kind, steps, names in stages:
-    runs = plan(kind, data, names, args.seeds,
+  def plan_of(kind, names):
+    return plan(kind, data, names, args.seeds,
                 args.datasets.split(",") if args.datasets and
                 kind != "pretrain" else None)
+
+  for kind, steps, names in stages:
+    runs = plan_of(kind, names)
+    # the tables count what is done of their kind's whole plan
+    everything = plan_of(kind, [n for k, _, ns in stages if k == kind
+                                for n in ns or ()] or None)
     results = os.path.join(args.out, "quality_%s.json" % kind)
     committed = benchlib.read_json(results, {"runs": []})["runs"]
     run(kind, data, runs, steps, args.eval_every, args.dropout,
         os.path.join(args.work_dir, kind),
         functools.partial(summarize, kind, out=args.out, info=info,
-                          planned=runs, steps=steps, dropout=args.dropout),
+                          planned=everything, steps=steps,
+                          dropout=args.dropout),
         committed, pretrained, pieces)
 
 

@@ -2,6 +2,7 @@
 spread, and the rows that add T5's relative bias."""
 
 import importlib
+import json
 import math
 import os
 import sys
@@ -270,6 +271,71 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
   assert [r["vocabulary"] for r in written] == ["a" * 64, "b" * 64]
   assert dirs == [str(tmp_path / "runs" / ("span_corruption_pieces_" + c * 12))
                   for c in "ab"]
+
+
+def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
+    tmp_path, monkeypatch):
+  """`pretrain` finetunes each variant right after its pretraining (model
+  dirs do not outlive a machine: a plan split across machines pretrains one
+  variant again, not all), pretrains again a checkpoint that is gone, and
+  records in each /pretrained run the perplexity of the checkpoint it began
+  from, so that the tables show a second pretraining."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  write_wikitext(tmp_path)
+  (tmp_path / "sst2").mkdir()
+  for name in ("train.tsv", "dev.tsv"):
+    (tmp_path / "sst2" / name).write_text("sentence\tlabel\nok\t1\n")
+  (tmp_path / "ag_news").mkdir()
+  (tmp_path / "ag_news" / "test.csv").write_text('"1","a","b"\n')
+  monkeypatch.setattr(quality, "train_pieces",
+                      lambda data, work_dir: ("p.model", "c" * 64))
+  calls = []
+  # the first pretraining of each variant reaches perplexity e^2, the next e^3
+  pretrainings = {}
+
+  def run_one(sweep, run_id, variant, f, crossed, d, **k):
+    calls.append((os.path.basename(os.path.dirname(d)), variant))
+    run_dir = os.path.join(d, run_id)
+    os.makedirs(run_dir)
+    open(os.path.join(run_dir, "model.ckpt-2.index"), "w").close()
+    if "/" not in variant:
+      pretrainings[variant] = pretrainings.get(variant, 1) + 1
+    value = -float(pretrainings.get(variant, 1))
+    # finetuning from step 2 of the pretraining to 2 more
+    step = 4 if variant.endswith("/pretrained") else 2
+    result = {"run": run_id, "variant": variant, "metric": "m",
+              "curve": [[step, value]], "value": value}
+    with open(os.path.join(run_dir, "result.json"), "w") as out:
+      json.dump(result, out)
+    return result
+
+  monkeypatch.setattr(sweep_lib, "run_one", run_one)
+  args = ["pretrain", "--data", str(tmp_path), "--pretrain_steps", "2",
+          "--steps", "2", "--eval_every", "2", "--variants", "vanilla,R",
+          "--seeds", "1", "--datasets", "sst2", "--out", str(tmp_path / "out")]
+  quality.main(args + ["--work_dir", str(tmp_path / "machine1")])
+  assert calls == [("pretrain", "vanilla"), ("finetune", "vanilla/pretrained"),
+                   ("finetune", "vanilla/scratch"), ("pretrain", "R"),
+                   ("finetune", "R/pretrained"), ("finetune", "R/scratch")]
+  fine = json.loads((tmp_path / "out" / "quality_finetune.json").read_text())
+  assert {r["variant"]: r.get("pretrained_perplexity")
+          for r in fine["runs"]} == {
+              "vanilla/pretrained": round(math.exp(2), 4), "R/pretrained":
+              round(math.exp(2), 4), "vanilla/scratch": None,
+              "R/scratch": None}
+  md = (tmp_path / "out" / "quality_finetune.md").read_text()
+  assert "- R: %.4f (1)" % math.exp(2) in md
+  assert "2 of 4 runs" not in md and "4 of 4 runs" in md
+  # on another machine, a second finetuning seed: the committed pretraining
+  # is not run again as such, but R's checkpoint is pretrained again for it
+  del calls[:]
+  quality.main([a if a != "1" else "2" for a in args]
+               + ["--variants", "R", "--work_dir", str(tmp_path / "machine2")])
+  assert calls == [("pretrain", "R"), ("finetune", "R/pretrained"),
+                   ("finetune", "R/scratch")]
+  md = (tmp_path / "out" / "quality_finetune.md").read_text()
+  assert "- R: %.4f (1), %.4f (1)" % (math.exp(2), math.exp(3)) in md
 
 
 def test_every_row_is_drawn_in_one_panel():
