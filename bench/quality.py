@@ -43,6 +43,7 @@ import hashlib
 import math
 import os
 import statistics
+import textwrap
 
 import benchlib
 from synth_mtf import variants as catalogue
@@ -669,9 +670,10 @@ def plot(curves, path, what):
         ax.fill_between(steps, [min(x) for x in vals],
                         [max(x) for x in vals], color=colour, alpha=0.15)
       ax.set_xlabel("training step")
-      ax.set_title("%s: %s\n%s; band = seed min-max" % (
-          ds, panel_title(title, dashed, members, references), what),
-                   fontsize=8)
+      # wrapped: a long title runs into the next panel's
+      ax.set_title("%s\n%s; band = seed min-max" % (textwrap.fill(
+          "%s: %s" % (ds, panel_title(title, dashed, members, references)),
+          80), what), fontsize=8)
       ax.legend(fontsize=6, ncol=2)
       if "perplexity" in what:
         ax.set_yscale("log")
