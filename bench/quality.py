@@ -392,9 +392,12 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       # run_one trains it on: T5 resumes from the model dir's last checkpoint
       # (under a constant learning rate the same optimisation; the input
       # pipeline starts its seeded order again); without the dir, anew
-      print("[quality] %s %s seed %d: committed to step %d, extended to %d"
+      resumed = os.path.isdir(os.path.join(d, run_id.replace("/", "_")))
+      print("[quality] %s %s seed %d: committed to step %d, %s to %d"
             % (dataset, variant, seed, evaluated_steps[
-                (dataset, variant, seed)][-1], steps), flush=True)
+                (dataset, variant, seed)][-1], "extended" if resumed else
+               "trained anew (its model dir is not on this machine)", steps),
+            flush=True)
     r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset, **start)

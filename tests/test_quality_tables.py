@@ -147,7 +147,7 @@ def test_tables_keep_committed_runs_that_the_plan_reaches_later(
 
 
 def test_runs_trained_further_are_kept_and_other_schedules_stop(
-    tmp_path, monkeypatch):
+    tmp_path, monkeypatch, capsys):
   """One dataset trained on further (--datasets with a larger --steps) does
   not stop an invocation with fewer steps: its runs stay in the tables as
   committed, none is retrained or cut; runs evaluated on another schedule
@@ -187,6 +187,14 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
   except SystemExit as e:
     assert "other steps than every 2" in str(e), e
     assert "pass another --out" in str(e), e
+  # a shorter committed run whose model dir is not here: the log says it is
+  # trained anew, not extended
+  capsys.readouterr()
+  quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
+              str(tmp_path / "elsewhere"), written.append,
+              committed=[result("R", [2])])
+  assert ("R seed 1: committed to step 2, trained anew (its model dir is not "
+          "on this machine) to 4") in capsys.readouterr().out
 
 
 def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
