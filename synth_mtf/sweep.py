@@ -104,37 +104,44 @@ def load(sweep_file, extra_bindings=()):
     gin.clear_config(clear_constants=True)
 
 
-def cached(sweep, run_dir):
-  """The run's result.json if it holds what `sweep` asks (every one of its
-  eval_steps), else None: a sweep asking for later steps trains the run on."""
+def _result(run_dir):
+  """The run's result.json, or None."""
   path = os.path.join(run_dir, "result.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    result = json.load(f)
+    return json.load(f)
+
+
+def _holds_all(sweep, result):
+  """Whether `result` holds what `sweep` asks (every one of its eval_steps):
+  a sweep asking for later steps trains the run on."""
   asked = set(sweep.eval_steps or ()) if sweep.eval_gin_files else set()
-  return result if asked <= {s for s, _ in result.get("curve") or ()} else None
+  return asked <= {s for s, _ in result.get("curve") or ()}
+
+
+def cached(sweep, run_dir):
+  """The run's result.json if it holds what `sweep` asks, else None."""
+  result = _result(run_dir)
+  return result if result and _holds_all(sweep, result) else None
 
 
 def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
   run_dir = os.path.join(out_dir, run_id)
   result_path = os.path.join(run_dir, "result.json")
-  done = cached(sweep, run_dir)
-  if done:
+  before = _result(run_dir)
+  if before and _holds_all(sweep, before):
     log("[sweep] %s: done before, skipped" % run_id)
-    return done
+    return before
   os.makedirs(run_dir, exist_ok=True)
   gin_files = sweep.base_gin_files + [gin_file]
   bindings = sweep.bindings + crossed
   t0 = time.time()
   # a run trained on (later eval_steps) keeps what it measured before at the
   # checkpoints training resumes after: they are not trained again
-  start = _latest_step(run_dir) if os.path.exists(result_path) else 0
-  earlier = {}
-  if start:
-    with open(result_path) as f:
-      before = json.load(f)
-    earlier = {s: v for s, v in before.get("curve") or () if s <= start}
+  start = _latest_step(run_dir) if before else 0
+  earlier = {s: v for s, v in (before or {}).get("curve") or ()
+             if s <= start}
   log("[sweep] %s: training" % run_id)
   runner.run_cli(runner.cli_command(run_dir, gin_files, bindings),
                  os.path.join(run_dir, "train.log"))
