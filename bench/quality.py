@@ -447,7 +447,8 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
     curves.setdefault((r["dataset"], r["variant"]), {}).setdefault(
         r["seed"], {})[r["step"]] = r[metric]
   best = min if lower else max
-  what = ("validation perplexity per byte (lower is better)" if lower
+  what = ("validation perplexity per %s (lower is better)" % (
+      "byte" if kind == "lm" else "target word piece") if lower
           else "validation accuracy, % (higher is better)")
   plan = set(planned)
   mine = [r for r in runs if (r["dataset"], r["variant"], r["seed"]) in plan]

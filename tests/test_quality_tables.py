@@ -242,6 +242,22 @@ def test_tables_average_each_runs_last_evaluations(tmp_path):
           "12.00 (8.00-16.00) | 2000, 2000 |") in md, md
 
 
+def test_perplexity_is_named_per_byte_or_per_word_piece(tmp_path):
+  """The LM reads bytes, span corruption word pieces: its table once said
+  'per byte'."""
+  quality = load_quality()
+  stamp = dict.fromkeys(["command", "commit", "date", "machine"], "x")
+  for kind, dataset, unit in [("lm", "wikitext2", "per byte"),
+                              ("pretrain", "span_corruption",
+                               "per target word piece")]:
+    runs = [{"run": "A_1", "variant": "A", "dataset": dataset, "seed": 1,
+             "metric": "m", "curve": [[250, -1.0]]}]
+    quality.summarize(kind, runs, str(tmp_path), stamp, [(dataset, "A", 1)],
+                      250, 0.1)
+    md = (tmp_path / ("quality_%s.md" % kind)).read_text()
+    assert "validation perplexity %s" % unit in md, (kind, md[:400])
+
+
 def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
     tmp_path, monkeypatch):
   """A committed run trained in other word pieces (or in bytes) stops the
