@@ -388,17 +388,18 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
     d = model_dirs(work_dir, dataset, vocabulary)
     os.makedirs(d, exist_ok=True)
     (run_id, v, f, crossed), = sweep.runs()
+    run_id = run_id.replace("/", "_")  # the model dir's name
     if shorter.pop((dataset, variant, seed), None):
       # run_one trains it on: T5 resumes from the model dir's last checkpoint
       # (under a constant learning rate the same optimisation; the input
       # pipeline starts its seeded order again); without the dir, anew
-      resumed = os.path.isdir(os.path.join(d, run_id.replace("/", "_")))
+      resumed = os.path.isdir(os.path.join(d, run_id))
       print("[quality] %s %s seed %d: committed to step %d, %s to %d"
             % (dataset, variant, seed, evaluated_steps[
                 (dataset, variant, seed)][-1], "extended" if resumed else
                "trained anew (its model dir is not on this machine)", steps),
             flush=True)
-    r = sweep_lib.run_one(sweep, run_id.replace("/", "_"), v, f, crossed, d,
+    r = sweep_lib.run_one(sweep, run_id, v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset, **start)
     if vocabulary:
