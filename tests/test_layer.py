@@ -117,20 +117,21 @@ def test_bfloat16_activations_close_to_float32(kinds):
   np.testing.assert_allclose(bf16["y"], f32["y"], atol=0.03, rtol=0.02)
 
 
-@pytest.mark.parametrize("kinds", [
-    [synthesizers.Random(stddev=8.0), "dot_product"], ["dense", "dot_product"]],
-                         ids=["R8+V", "D+V"])
-def test_bfloat16_large_logits_are_mixed_in_float32(kinds):
+def test_bfloat16_large_logits_are_mixed_in_float32():
   """Logits of ~+-20, as trained models have: in bfloat16 (8 bits of mantissa)
-  each would be off by ~0.1 before the softmax (measured: D+V's output off by
-  6% of its range with bfloat16 logits, 0.7% with float32 ones)."""
+  each would be off by ~0.1 before the softmax. Measured on D+V's output, as a
+  share of its range: 5.8% with the logits in bfloat16 (LOGITS_DTYPE patched),
+  1.3% in float32 (0.7% on an earlier machine's CPU); the bound sits between.
+  (Random+V does not tell the two apart: 0.7% vs 1.0-1.7%, its logits are a
+  parameter, not a bfloat16 matmul's output.)"""
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   x = 4.0 * x_input()
+  kinds = ["dense", "dot_product"]
   f32 = harness.run_layer(make_layer(kinds), x, sequence_id=SEQ, causal=True)
   bf16 = harness.run_layer(make_layer(kinds), x, sequence_id=SEQ, causal=True,
                            activation_dtype=tf.bfloat16)
   scale = np.abs(f32["y"]).max()
-  assert np.abs(bf16["y"] - f32["y"]).max() < 0.01 * scale
+  assert np.abs(bf16["y"] - f32["y"]).max() < 0.03 * scale
 
 
 def test_fully_masked_rows_give_no_nan():
