@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import harness
-from harness import D, H, KV, N, SEQ, VARIANTS, alpha_values, make_layer, x_input  # pylint: disable=g-multiple-import
+from harness import H, SEQ, VARIANTS, alpha_values, make_layer, x_input  # pylint: disable=g-multiple-import
 import reference
 from synth_mtf import synthesizers
 from synth_mtf.attention import SynthesizerAttention
