@@ -387,8 +387,7 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
         eval_steps=[offset + step for step in eval_steps])
     d = model_dirs(work_dir, dataset, vocabulary)
     os.makedirs(d, exist_ok=True)
-    (run_id, v, f, crossed), = sweep.runs()
-    run_id = run_id.replace("/", "_")  # the model dir's name
+    (run_id, v, f, crossed), = sweep.runs()  # a slug: the model dir's name
     if shorter.pop((dataset, variant, seed), None):
       # run_one trains it on: T5 resumes from the model dir's last checkpoint
       # (under a constant learning rate the same optimisation; the input
