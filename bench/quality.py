@@ -22,8 +22,8 @@ rows in its modes, at our model's heads and key size.
 
 Every run is evaluated at every --eval_every steps (a learning curve), with
 T5's dropout_rate 0.1 for all variants (the training sets are small: the runs
-overfit without it). Seeds: 3 for vanilla, R, FR, D, R+V and D+V, 2 for
-the rest (--seeds overrides). Each (variant, seed) is one run of the stock CLI
+overfit without it). Seeds: 3 for vanilla, R, FR, D, R+V and D+V (their
+finetuning too), 2 for the rest (--seeds overrides). Each (variant, seed) is one run of the stock CLI
 through the sweep runner, with a seeded input function (seeded init and data);
 finished runs are skipped, so an interrupted benchmark resumes, and the tables
 are rewritten after every run. A larger --steps trains committed runs on from
@@ -284,9 +284,11 @@ def plan(kind, data, variants, seeds, only):
     if only and dataset not in only:
       continue
     for i, v in enumerate(names):
-      # one pretraining (seed 1), from which every finetuning seed starts
+      # one pretraining (seed 1), from which every finetuning seed starts;
+      # a main row's finetuning ("R/pretrained", "R/scratch") has 3 seeds
+      main_row = (v.split("/")[0] if kind == "finetune" else v) in THREE_SEEDS
       chosen = ([1] if kind == "pretrain" else seeds or (
-          [1, 2, 3] if v in THREE_SEEDS and kind != "finetune" else [1, 2]))
+          [1, 2, 3] if main_row else [1, 2]))
       for s in chosen:
         extra = v.startswith("stock_") or v.endswith(VARIATIONS)
         out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),

@@ -121,6 +121,29 @@ def test_stock_rows_take_the_releases_init_and_table():
     assert bound == stddev, row
 
 
+def test_plan_gives_the_main_rows_three_seeds_in_every_table():
+  """Issue 12's seeds: 3 for vanilla, R, FR, D, R+V and D+V (finetuned too,
+  from the one seed-1 pretraining), 2 for the rest; seed by seed, every
+  row's first two before any third seed and the stock rows."""
+  quality = load_quality()
+  cls = quality.plan("cls", "data", ["R", "FR+V", "stock_R"], None,
+                     ["sst2"])
+  assert cls == [("sst2", "R", 1), ("sst2", "FR+V", 1), ("sst2", "R", 2),
+                 ("sst2", "FR+V", 2), ("sst2", "R", 3), ("sst2", "stock_R", 1),
+                 ("sst2", "stock_R", 2)]
+  lm = quality.plan("lm", "data", ["R/unpacked", "D+V/bias"], None, None)
+  assert [s for _, _, s in lm] == [1, 1, 2, 2]
+  fine = quality.plan("finetune", "data", ["D+V/pretrained", "D+V/scratch"],
+                      None, ["ag_news"])
+  assert [(v, s) for _, v, s in fine] == [
+      ("D+V/pretrained", 1), ("D+V/scratch", 1), ("D+V/pretrained", 2),
+      ("D+V/scratch", 2), ("D+V/pretrained", 3), ("D+V/scratch", 3)], fine
+  assert quality.plan("pretrain", "data", ["D+V"], None, None) == [
+      ("span_corruption", "D+V", 1)]
+  assert [s for _, _, s in quality.plan("cls", "data", ["R"], [4, 5],
+                                        ["sst2"])] == [4, 5]
+
+
 def test_tables_keep_committed_runs_that_the_plan_reaches_later(
     tmp_path, monkeypatch):
   """A run trained before committed ones in the plan's order (they ran in an
