@@ -56,8 +56,15 @@ def write_csv(path, columns, rows):
 
 
 def write_json(path, obj):
-  with open(path, "w") as f:
-    json.dump(obj, f, indent=1)
+  # whole or not at all: a sweep stopped while writing keeps the last table
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "w") as f:
+      json.dump(obj, f, indent=1)
+  except BaseException:
+    os.remove(tmp)
+    raise
+  os.replace(tmp, path)
 
 
 def read_json(path, default=None):

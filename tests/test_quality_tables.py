@@ -414,3 +414,20 @@ def test_a_panel_title_names_only_the_line_styles_it_draws():
                                  "(dashed: unpacked)")
   (title, _, dashed), = [p for p in quality.PANELS if p[1]("R")]
   assert quality.panel_title(title, dashed, ["R"], []) == "the paper's rows"
+
+
+def test_a_results_file_is_written_whole_or_not_at_all(tmp_path):
+  """The sweep rewrites its JSON after every run; one stopped (or failing)
+  while writing must leave the last complete file, not a truncated one."""
+  load_quality()  # bench/ on the path
+  benchlib = importlib.import_module("benchlib")
+  path = str(tmp_path / "quality_lm.json")
+  benchlib.write_json(path, {"runs": [1, 2]})
+  try:
+    benchlib.write_json(path, {"runs": [1, 2, object()]})  # fails half way
+  except TypeError:
+    pass
+  else:
+    raise AssertionError("an object json cannot write was written")
+  assert benchlib.read_json(path) == {"runs": [1, 2]}
+  assert os.listdir(tmp_path) == ["quality_lm.json"]
