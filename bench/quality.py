@@ -24,16 +24,16 @@ Every run is evaluated at every --eval_every steps (a learning curve), with
 T5's dropout_rate 0.1 for all variants (the training sets are small: the runs
 overfit without it). Seeds: 3 for vanilla, R, FR, D, R+V and D+V (their
 finetuning too), 2 for the rest (--seeds overrides). Each (variant, seed) is
-one run of the stock CLI through the sweep runner, with a seeded input function (seeded init and data);
-finished runs are skipped, so an interrupted benchmark resumes, and the tables
-are rewritten after every run. A larger --steps trains committed runs on from
-their model dirs (with --datasets, one dataset only: the others stay as they
-are). Writes, stamped with command, commit and
-machine: <kind>.csv (one row per dataset, variant, seed, step), <kind>.md
-(final and best step, mean and spread, ranking by step, and each pair that the
-paper or Narang et al. order checked against the seed spread: holds, reversed
-or within the spread, and since which step) and <kind>.png (metric vs step,
-seed spread as a band).
+one run of the stock CLI through the sweep runner, with a seeded input
+function (seeded init and data); finished runs are skipped, so an interrupted
+benchmark resumes, and the tables are rewritten after every run. A larger
+--steps trains committed runs on from their model dirs (with --datasets, one
+dataset only: the others stay as they are). Writes, stamped with command,
+commit and machine: <kind>.csv (one row per dataset, variant, seed, step),
+<kind>.md (final and best step, mean and spread, ranking by step, and each
+pair that the paper or Narang et al. order checked against the seed spread:
+holds, reversed or within the spread, and since which step) and <kind>.png
+(metric vs step, seed spread as a band).
 """
 
 import argparse
