@@ -133,8 +133,8 @@ PACKING = {
                 "trained from scratch (/scratch)."}
 
 # The orders other work reports, best first, ties in one tier: each pair of
-# rows in different tiers is checked against the curves here (orderings()).
-# kind -> dataset -> [(source, tiers)]; the finetuning rows are /pretrained.
+# rows in different tiers is checked against the curves here (ORDERS below,
+# orderings()); the finetuning rows are /pretrained.
 PAPER_T2 = ("the paper, Table 2 (LM1B perplexity)", [
     ["D+V"], ["vanilla"], ["R+V"], ["R"], ["D"], ["FD"], ["R+D"], ["FR"],
     ["Fix"]])
@@ -159,17 +159,40 @@ NARANG_OURS = ("Narang et al. 2021, Table 1 (C4 pretraining loss), applied to "
 NARANG_SUPERGLUE = ("Narang et al. 2021, Table 1 (SuperGLUE after C4 "
                     "pretraining), for our rows", [
                         ["R+V"], ["D+V"], ["vanilla"], ["FR"], ["D"], ["R"]])
+# Pretraining's premise (the paper's Tables 5/6, Narang et al.): each variant
+# finetuned from its span-corruption checkpoint ahead of itself from scratch.
+PRETRAINING_HELPS = ("pretraining helps: each variant finetuned from span "
+                     "corruption ahead of itself trained from scratch",
+                     [(v + "/pretrained", v + "/scratch")
+                      for v in PRETRAIN_VARIANTS])
+
+
+def tier_pairs(tiers):
+  """Tiers (best first, ties in one tier) -> every (a, b) with a in an earlier
+  tier than b."""
+  return [(a, b) for i, tier in enumerate(tiers) for a in tier
+          for b in (v for later in tiers[i + 1:] for v in later)]
+
+
+def ranked(source_tiers, suffix=""):
+  """(source, tiers) -> (source, pairs), each row + suffix."""
+  source, tiers = source_tiers
+  return source, [(a + suffix, b + suffix) for a, b in tier_pairs(tiers)]
+
+
+# kind -> dataset -> [(source, [(a, b): a ahead of b])]
 ORDERS = {
-    "lm": {"wikitext2": [PAPER_T2, PAPER_T2_POSITIONS, NARANG, NARANG_OURS]},
-    "cls": {"ag_news": [("the paper, Table 7 (AG News accuracy)", [
-        ["FR+V"], ["vanilla"], ["FR"], ["Linformer"]])],
-            "sst2": [("the paper, Table 7 (IMDB reviews accuracy; SST-2 "
-                      "stands in)", [["FR+V"], ["FR"], ["Linformer"],
-                                     ["vanilla"]])]},
-    "finetune": {ds: [(src, [[v + "/pretrained" for v in tier]
-                             for tier in tiers])]
-                 for ds in ("sst2", "ag_news")
-                 for src, tiers in [NARANG_SUPERGLUE]},
+    "lm": {"wikitext2": [ranked(o) for o in (PAPER_T2, PAPER_T2_POSITIONS,
+                                             NARANG, NARANG_OURS)]},
+    "cls": {"ag_news": [ranked(("the paper, Table 7 (AG News accuracy)", [
+        ["FR+V"], ["vanilla"], ["FR"], ["Linformer"]]))],
+            "sst2": [ranked(("the paper, Table 7 (IMDB reviews accuracy; "
+                             "SST-2 stands in)", [["FR+V"], ["FR"],
+                                                  ["Linformer"],
+                                                  ["vanilla"]]))]},
+    "finetune": {ds: [ranked(NARANG_SUPERGLUE, "/pretrained"),
+                      PRETRAINING_HELPS]
+                 for ds in ("sst2", "ag_news")},
 }
 
 
@@ -492,8 +515,8 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
             v, n, step, spread(last), spread(window), spread(bests),
             ", ".join(map(str, best_steps))))
       f.write("\n" + ranking_by_step(curves, ds, lower) + "\n")
-      for source, tiers in ORDERS.get(kind, {}).get(ds, []):
-        f.write(orderings(curves, ds, lower, source, tiers) + "\n")
+      for source, pairs in ORDERS.get(kind, {}).get(ds, []):
+        f.write(orderings(curves, ds, lower, source, pairs) + "\n")
     starts = {}
     for r in runs:
       if "pretrained_perplexity" in r:
@@ -551,30 +574,29 @@ def spread_status(curves, ds, a, b, step, lower):
   return "within the spread"
 
 
-def orderings(curves, ds, lower, source, tiers):
-  """Each pair that `source` orders (a ahead of b), checked here at every
-  step (spread_status); 'since' is the step from which the last step's status
-  held at every evaluation. Needs 2 seeds of both (one seed has no spread)."""
+def orderings(curves, ds, lower, source, pairs):
+  """Each pair (a, b) that `source` orders (a ahead of b), checked here at
+  every step (spread_status); 'since' is the step from which the last step's
+  status held at every evaluation. Needs 2 seeds of both (one seed has no
+  spread)."""
   lines, counts = [], {"holds": 0, "reversed": 0}
-  for i, tier in enumerate(tiers):
-    for a in tier:
-      for b in [v for later in tiers[i + 1:] for v in later]:
-        if (ds, a) not in curves or (ds, b) not in curves:
-          continue
-        seeds = min(len(curves[(ds, a)]), len(curves[(ds, b)]))
-        steps = common_steps(curves[(ds, a)], curves[(ds, b)])
-        if seeds < 2 or not steps:
-          lines.append(benchlib.md_row(["%s ahead of %s" % (a, b),
-                                        "(%d seed)" % seeds, ""]))
-          continue
-        statuses = [spread_status(curves, ds, a, b, step, lower)
-                    for step in steps]
-        now = statuses[-1]
-        if now in counts:
-          counts[now] += 1
-        lines.append(benchlib.md_row([
-            "%s ahead of %s" % (a, b), "%s at %d" % (now, steps[-1]),
-            unchanged_since(steps, statuses) if now in counts else ""]))
+  for a, b in pairs:
+    if (ds, a) not in curves or (ds, b) not in curves:
+      continue
+    seeds = min(len(curves[(ds, a)]), len(curves[(ds, b)]))
+    steps = common_steps(curves[(ds, a)], curves[(ds, b)])
+    if seeds < 2 or not steps:
+      lines.append(benchlib.md_row(["%s ahead of %s" % (a, b),
+                                    "(%d seed)" % seeds, ""]))
+      continue
+    statuses = [spread_status(curves, ds, a, b, step, lower)
+                for step in steps]
+    now = statuses[-1]
+    if now in counts:
+      counts[now] += 1
+    lines.append(benchlib.md_row([
+        "%s ahead of %s" % (a, b), "%s at %d" % (now, steps[-1]),
+        unchanged_since(steps, statuses) if now in counts else ""]))
   if not lines:
     return ""
   return ("Pairs ordered by %s, checked against the seed spread here: %d "

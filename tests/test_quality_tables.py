@@ -42,8 +42,9 @@ CURVES = {
 
 def test_orderings_claim_only_outside_the_seed_spread():
   quality = load_quality()
-  text = quality.orderings(CURVES, "d", True, "a source",
-                           [["A"], ["B", "E"], ["C"]])
+  pairs = quality.tier_pairs([["A"], ["B", "E"], ["C"]])
+  assert pairs == [("A", "B"), ("A", "E"), ("A", "C"), ("B", "C"), ("E", "C")]
+  text = quality.orderings(CURVES, "d", True, "a source", pairs)
   rows = [line for line in text.splitlines() if " ahead of " in line]
   assert rows == [
       # A below B at every seed from step 2 (at step 1 the reverse)
@@ -56,8 +57,28 @@ def test_orderings_claim_only_outside_the_seed_spread():
   ]
   assert "1 hold, 0 reversed, 4 within the spread" in text
   # higher is better: the same numbers read as accuracies reverse A and B
-  text = quality.orderings(CURVES, "d", False, "s", [["A"], ["B"]])
+  text = quality.orderings(CURVES, "d", False, "s", [("A", "B")])
   assert "| A ahead of B | reversed at 3 | 2 |" in text
+
+
+def test_each_finetuned_row_is_checked_against_itself_from_scratch():
+  """Pretraining's premise is one pair per variant (X/pretrained ahead of
+  X/scratch), not every pretrained row against every scratch row."""
+  quality = load_quality()
+  (_, superglue), (_, helps) = quality.ORDERS["finetune"]["sst2"]
+  assert sorted(helps) == sorted((v + "/pretrained", v + "/scratch") for v in
+                                 ["vanilla", "R", "FR", "D", "R+V", "D+V"])
+  # Narang et al.'s SuperGLUE order compares the /pretrained rows only
+  assert ("R+V/pretrained", "R/pretrained") in superglue
+  assert all(a.endswith("/pretrained") and b.endswith("/pretrained")
+             for a, b in superglue)
+  # in the tables: R's seeds pretrained all ahead of R's from scratch
+  curves = {("sst2", "R/pretrained"): {1: {250: 80.0}, 2: {250: 79.0}},
+            ("sst2", "R/scratch"): {1: {250: 78.0}, 2: {250: 78.5}},
+            ("sst2", "D/pretrained"): {1: {250: 70.0}, 2: {250: 79.0}}}
+  text = quality.orderings(curves, "sst2", False, "s", helps)
+  rows = [line for line in text.splitlines() if " ahead of " in line]
+  assert rows == ["| R/pretrained ahead of R/scratch | holds at 250 | 250 |"]
 
 
 def test_ranking_settles_by_means_and_by_the_spread():
@@ -82,8 +103,8 @@ def test_orderings_name_rows_the_tables_have():
   quality = load_quality()
   for kind, by_dataset in quality.ORDERS.items():
     for sources in by_dataset.values():
-      for _, tiers in sources:
-        for row in (v for tier in tiers for v in tier):
+      for _, pairs in sources:
+        for row in (v for pair in pairs for v in pair):
           assert row in quality.VARIANTS[kind], (kind, row)
 
 
