@@ -161,8 +161,8 @@ NARANG_SUPERGLUE = ("Narang et al. 2021, Table 1 (SuperGLUE after C4 "
                         ["R+V"], ["D+V"], ["vanilla"], ["FR"], ["D"], ["R"]])
 # Pretraining's premise (the paper's Tables 5/6, Narang et al.): each variant
 # finetuned from its span-corruption checkpoint ahead of itself from scratch.
-PRETRAINING_HELPS = ("pretraining helps: each variant finetuned from span "
-                     "corruption ahead of itself trained from scratch",
+PRETRAINING_HELPS = ("the premise of pretraining (each variant finetuned "
+                     "from span corruption ahead of itself from scratch)",
                      [(v + "/pretrained", v + "/scratch")
                       for v in PRETRAIN_VARIANTS])
 
