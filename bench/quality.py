@@ -38,6 +38,7 @@ holds, reversed or within the spread, and since which step) and <kind>.png
 
 import argparse
 import csv
+import fcntl
 import functools
 import hashlib
 import math
@@ -710,6 +711,23 @@ def plot(curves, path, what):
   plt.close(fig)
 
 
+def hold_tables(out, kind):
+  """Lock `out`'s tables of `kind` for this process: each invocation rewrites
+  them from the runs it has, so a second one of the same kind would drop the
+  first one's runs. Two kinds (lm beside pretrain) may share `out`.
+  -> the open lock file (held until it is closed or the process ends)."""
+  lock = open(os.path.join(out, ".quality_%s.lock" % kind), "w")
+  try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    lock.close()
+    raise SystemExit(
+        "another `quality.py %s` is writing its tables in %s (each rewrites "
+        "them from the runs it has, so one would drop the other's): wait "
+        "for it, or pass another --out" % (kind, out)) from None
+  return lock
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("kind", choices=["lm", "cls", "pretrain"],
@@ -743,6 +761,7 @@ def main(argv=None):
   args = p.parse_args(argv)
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
+  lock = hold_tables(args.out, args.kind)  # pylint: disable=unused-variable
   data = os.path.abspath(args.data)
   info = benchlib.stamp()
   variants = args.variants.split(",") if args.variants else None

@@ -450,3 +450,20 @@ def test_a_results_file_is_written_whole_or_not_at_all(tmp_path):
     benchlib.write_json(path, {"runs": [1, 2, object()]})
   assert benchlib.read_json(path) == {"runs": [1, 2]}
   assert os.listdir(tmp_path) == ["quality_lm.json"]
+
+
+def test_a_second_sweep_of_one_kind_is_refused_another_kind_runs_beside(
+    tmp_path):
+  """Each invocation rewrites its kind's tables from the runs it has: a
+  second lm beside a running lm would drop the first one's runs, so it
+  stops with the fix; pretrain beside lm (other tables) is let through."""
+  quality = load_quality()
+  out = str(tmp_path)
+  held = quality.hold_tables(out, "lm")
+  with pytest.raises(SystemExit, match=r"another `quality.py lm` is writing "
+                     r"its tables in .*pass another --out"):
+    quality.main(["lm", "--out", out, "--work_dir", str(tmp_path / "runs")])
+  beside = quality.hold_tables(out, "pretrain")
+  beside.close()
+  held.close()  # the first one done: the next may start
+  quality.hold_tables(out, "lm").close()
