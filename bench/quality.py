@@ -759,9 +759,15 @@ def main(argv=None):
                                                     "quality"),
                  help="model dirs (not committed); finished runs are reused")
   args = p.parse_args(argv)
-  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   os.makedirs(args.out, exist_ok=True)
-  lock = hold_tables(args.out, args.kind)  # pylint: disable=unused-variable
+  with hold_tables(args.out, args.kind):
+    run_stages(args)
+
+
+def run_stages(args):
+  """Every stage of the kind main() parsed, its tables rewritten after each
+  run."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   data = os.path.abspath(args.data)
   info = benchlib.stamp()
   variants = args.variants.split(",") if args.variants else None
