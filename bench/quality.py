@@ -528,8 +528,9 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
               "the checkpoint each /pretrained run started from (runs "
               "started from it). Two values for one variant: it was "
               "pretrained again, with the same seed, on another machine "
-              "(model dirs do not travel), where CPU sums in another order "
-              "change the last bits.\n\n")
+              "(model dirs do not travel), where sums in another order "
+              "(another CPU or thread count) change the last bits, which "
+              "training amplifies.\n\n")
       for v, values in sorted(starts.items()):
         f.write("- %s: %s\n" % (v, ", ".join(
             "%.4f (%d)" % (x, values.count(x)) for x in sorted(set(values)))))
