@@ -15,8 +15,9 @@ pretrain: a small Table 5/6 (the paper's and Narang et al.'s protocol): T5's
      span corruption on the WikiText-2 text for vanilla, R, FR, D, R+V
      and D+V (encoder-decoder), then finetuning on SST-2 and AG News from each
      checkpoint, next to the same models trained from scratch; one variant
-     after the other, so that a checkpoint is finetuned on the machine that
-     pretrained it (one pretraining, seed 1, for every finetuning seed).
+     after the other. One pretraining (seed 1) for every finetuning seed: its
+     checkpoint is kept with the tables (--out's checkpoints/, 2.8 MB), so
+     that a finetuning carried over to another machine starts from it too.
 lm and cls add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
 rows in its modes, at our model's heads and key size.
 
@@ -43,6 +44,7 @@ import functools
 import hashlib
 import math
 import os
+import shutil
 import statistics
 import textwrap
 
@@ -526,11 +528,13 @@ def summarize(kind, runs, out, info, planned, steps, dropout):
     if starts:
       f.write("## Pretrained checkpoints\n\nThe validation perplexity of "
               "the checkpoint each /pretrained run started from (runs "
-              "started from it). Two values for one variant: it was "
-              "pretrained again, with the same seed, on another machine "
-              "(model dirs do not travel), where sums in another order "
-              "(another CPU or thread count) change the last bits, which "
-              "training amplifies.\n\n")
+              "started from it), kept with these tables under "
+              "checkpoints/ so that runs on later machines start from it "
+              "too. Two values for one variant: it was pretrained again, "
+              "with the same seed, on another machine (before checkpoints "
+              "were kept), where sums in another order (another CPU or "
+              "thread count) change the last bits, which training "
+              "amplifies.\n\n")
       for v, values in sorted(starts.items()):
         f.write("- %s: %s\n" % (v, ", ".join(
             "%.4f (%d)" % (x, values.count(x)) for x in sorted(set(values)))))
@@ -729,6 +733,28 @@ def hold_tables(out, kind):
   return lock
 
 
+def has_checkpoint(run_dir, step):
+  """Whether run_dir holds a finished run's checkpoint at `step`."""
+  return (os.path.exists(os.path.join(run_dir, "model.ckpt-%d.index" % step))
+          and os.path.exists(os.path.join(run_dir, "result.json")))
+
+
+def keep_checkpoint(run_dir, step, kept):
+  """Copy what init_checkpoint reads of run_dir's checkpoint at `step` (its
+  index and data, not the graph) and the run's result.json to `kept`, whole
+  or not at all (a copy stopped half way is not taken for one)."""
+  prefix = "model.ckpt-%d." % step
+  tmp = kept + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  for name in os.listdir(run_dir):
+    if name == "result.json" or (name.startswith(prefix) and
+                                 not name.endswith(".meta")):
+      shutil.copy(os.path.join(run_dir, name), tmp)
+  shutil.rmtree(kept, ignore_errors=True)
+  os.replace(tmp, kept)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("kind", choices=["lm", "cls", "pretrain"],
@@ -773,9 +799,8 @@ def run_stages(args):
   info = benchlib.stamp()
   variants = args.variants.split(",") if args.variants else None
   if args.kind == "pretrain":
-    # each variant's pretraining, then its finetuning: a checkpoint is
-    # finetuned on the machine it was trained on (model dirs do not outlive
-    # a machine; one gone is pretrained again)
+    # each variant's pretraining, then its finetuning (pretrained() keeps
+    # the checkpoint with the tables, for the machines that follow)
     stages = [stage for v in variants or PRETRAIN_VARIANTS for stage in [
         ("pretrain", args.pretrain_steps, [v]),
         ("finetune", args.steps or 2000, ["%s/%s" % (v, how) for how in (
@@ -788,23 +813,30 @@ def run_stages(args):
 
   def pretrained(variant, seed):
     """The span-corruption checkpoint of `variant` (seed 1 for every
-    finetuning seed), its step and its validation perplexity there;
-    pretrained again if its model dir is gone."""
+    finetuning seed), its step and its validation perplexity there. It is
+    kept under --out (committed with the tables: model dirs do not outlive a
+    machine, and a variant's finetuning may span machines), so that every
+    seed starts from the same one; pretrained again only if neither that
+    nor its model dir is there."""
     del seed
     (run_id, _, _, _), = sweep_lib.Sweep(
         variants={variant: PRETRAIN_VARIANTS[variant][0]},
         grid={"seeded_train_dataset_fn.seed": [1]}).runs()
     step = args.pretrain_steps
-    run_dir = os.path.join(model_dirs(os.path.join(
-        args.work_dir, "pretrain"), "span_corruption", pieces[1]), run_id)
-    path = os.path.join(run_dir, "model.ckpt-%d" % step)
-    result = os.path.join(run_dir, "result.json")
-    if not (os.path.exists(path + ".index") and os.path.exists(result)):
-      run("pretrain", data, [("span_corruption", variant, 1)], step,
-          args.eval_every, args.dropout,
-          os.path.join(args.work_dir, "pretrain"), lambda rows: None,
-          pieces=pieces)
-    return path, step, math.exp(-benchlib.read_json(result, None)["value"])
+    kept = os.path.join(model_dirs(os.path.join(args.out, "checkpoints"),
+                                   "span_corruption", pieces[1]), run_id)
+    if not has_checkpoint(kept, step):
+      run_dir = os.path.join(model_dirs(os.path.join(
+          args.work_dir, "pretrain"), "span_corruption", pieces[1]), run_id)
+      if not has_checkpoint(run_dir, step):
+        run("pretrain", data, [("span_corruption", variant, 1)], step,
+            args.eval_every, args.dropout,
+            os.path.join(args.work_dir, "pretrain"), lambda rows: None,
+            pieces=pieces)
+      keep_checkpoint(run_dir, step, kept)
+    result = benchlib.read_json(os.path.join(kept, "result.json"), None)
+    return (os.path.join(kept, "model.ckpt-%d" % step), step,
+            math.exp(-result["value"]))
 
   def plan_of(kind, names):
     return plan(kind, data, names, args.seeds,

@@ -5,6 +5,7 @@ import importlib
 import json
 import math
 import os
+import shutil
 import sys
 
 import pytest
@@ -345,11 +346,12 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
 
 def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
     tmp_path, monkeypatch):
-  """`pretrain` finetunes each variant right after its pretraining (model
-  dirs do not outlive a machine: a plan split across machines pretrains one
-  variant again, not all), pretrains again a checkpoint that is gone, and
-  records in each /pretrained run the perplexity of the checkpoint it began
-  from, so that the tables show a second pretraining."""
+  """`pretrain` finetunes each variant right after its pretraining, keeps
+  the checkpoint with the tables (model dirs do not outlive a machine), so
+  that a finetuning carried over to another machine starts from the same
+  one, pretrains again only when that is gone too, and records in each
+  /pretrained run the perplexity of the checkpoint it began from, so that
+  the tables show a second pretraining."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
   quality = load_quality()
   write_wikitext(tmp_path)
@@ -364,11 +366,17 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
   # the first pretraining of each variant reaches perplexity e^2, the next e^3
   pretrainings = {}
 
+  starts = []  # the init_checkpoint of each /pretrained run
+
   def run_one(sweep, run_id, variant, f, crossed, d, **k):
     calls.append((os.path.basename(os.path.dirname(d)), variant))
+    starts.extend(b.split(" = ")[1].strip("'") for b in sweep.bindings
+                  if b.startswith("utils.run.init_checkpoint"))
     run_dir = os.path.join(d, run_id)
     os.makedirs(run_dir)
-    open(os.path.join(run_dir, "model.ckpt-2.index"), "w").close()
+    for name in ("model.ckpt-2.index", "model.ckpt-2.data-00000-of-00001",
+                 "model.ckpt-2.meta", "model.ckpt-1.index"):
+      open(os.path.join(run_dir, name), "w").close()
     if "/" not in variant:
       pretrainings[variant] = pretrainings.get(variant, 1) + 1
     value = -float(pretrainings.get(variant, 1))
@@ -397,15 +405,33 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
   md = (tmp_path / "out" / "quality_finetune.md").read_text()
   assert "- R: %.4f (1)" % math.exp(2) in md
   assert "2 of 4 runs" not in md and "4 of 4 runs" in md
-  # on another machine, a second finetuning seed: the committed pretraining
-  # is not run again as such, but R's checkpoint is pretrained again for it
+  # what init_checkpoint reads is kept with the tables, not the graph
+  kept = tmp_path / "out" / "checkpoints" / ("span_corruption_pieces_" +
+                                             "c" * 12)
+  (r_kept,) = kept.glob("R_*")
+  assert sorted(os.listdir(r_kept)) == [
+      "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "result.json"]
+  assert starts[-1] == str(r_kept / "model.ckpt-2")
+  # on another machine, a second finetuning seed starts from the kept
+  # checkpoint: R is not pretrained again
   del calls[:]
   quality.main([a if a != "1" else "2" for a in args]
                + ["--variants", "R", "--work_dir", str(tmp_path / "machine2")])
+  assert calls == [("finetune", "R/pretrained"), ("finetune", "R/scratch")]
+  assert starts[-1] == str(r_kept / "model.ckpt-2")
+  md = (tmp_path / "out" / "quality_finetune.md").read_text()
+  assert "- R: %.4f (2)" % math.exp(2) in md
+  # a third seed on a third machine, the kept checkpoint gone (as before
+  # checkpoints were kept): R's checkpoint is pretrained again for it, and
+  # the tables show both starts
+  shutil.rmtree(kept)
+  del calls[:]
+  quality.main([a if a != "1" else "3" for a in args]
+               + ["--variants", "R", "--work_dir", str(tmp_path / "machine3")])
   assert calls == [("pretrain", "R"), ("finetune", "R/pretrained"),
                    ("finetune", "R/scratch")]
   md = (tmp_path / "out" / "quality_finetune.md").read_text()
-  assert "- R: %.4f (1), %.4f (1)" % (math.exp(2), math.exp(3)) in md
+  assert "- R: %.4f (2), %.4f (1)" % (math.exp(2), math.exp(3)) in md
 
 
 def test_every_row_is_drawn_in_one_panel():
