@@ -135,9 +135,16 @@ def test_quality_pretrain_then_finetune_smoke(tmp_path):
       "R__*")
   (tuned,) = (runs / "finetune" / ("sst2_pieces_" + tag)).glob("R_pretrained*")
   (scratch,) = (runs / "finetune" / ("sst2_pieces_" + tag)).glob("R_scratch*")
+  # finetuned from the copy kept with the tables (what init_checkpoint
+  # reads), which later machines start from too
+  (kept,) = (tmp_path / "checkpoints" / ("span_corruption_pieces_" + tag)
+             ).glob("R__*")
+  assert sorted(os.listdir(kept)) == sorted(
+      n for n in os.listdir(pretrain) if n.startswith("model.ckpt-4.") and
+      not n.endswith(".meta")) + ["result.json"]
   config = (tuned / "operative_config.gin").read_text()
   assert "run.init_checkpoint" in config
-  assert "'%s'" % (pretrain / "model.ckpt-4") in config
+  assert "'%s'" % (kept / "model.ckpt-4") in config
   for run_dir in (pretrain, tuned, scratch):
     assert "'%s'" % model in (run_dir / "operative_config.gin").read_text()
   # it started at the pretraining's step 4 and trained 4 more
