@@ -192,7 +192,10 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
                                 os.path.join(run_dir, "eval.log")))
     result["curve"] = [[s, curve[s]] for s in steps]
     result["value"] = curve[steps[-1]]
-  result["seconds"] = round(time.time() - t0, 1)
+  # a resumed run adds this invocation to the time recorded before; time spent
+  # by an invocation stopped before it wrote result.json is not counted
+  result["seconds"] = round(time.time() - t0 + (
+      (before or {}).get("seconds", 0) if start else 0), 1)
   tmp = result_path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(result, f, indent=1)

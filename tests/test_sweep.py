@@ -153,7 +153,8 @@ def test_a_run_trained_on_evaluates_only_its_new_steps(tmp_path, monkeypatch):
   run_dir = tmp_path / "R"
   run_dir.mkdir()
   (run_dir / "result.json").write_text(json.dumps(
-      {"metric": "d/accuracy", "curve": [[2, 10.0], [4, 20.0]]}))
+      {"metric": "d/accuracy", "curve": [[2, 10.0], [4, 20.0]],
+       "seconds": 1000.0}))
   asked = []
 
   def fake_cli(cmd, log_path, **_):
@@ -174,6 +175,7 @@ def test_a_run_trained_on_evaluates_only_its_new_steps(tmp_path, monkeypatch):
                              log=lambda m: None)
   assert asked == ["[6]"]
   assert result["curve"] == [[2, 10.0], [4, 20.0], [6, 99.0]]
+  assert 1000.0 <= result["seconds"] < 1100.0  # earlier time kept, this added
   # the earlier curve measured another metric: not merged, a clear error
   (run_dir / "result.json").write_text(json.dumps(
       {"metric": "d/accuracy", "curve": [[2, 10.0], [4, 20.0]]}))
