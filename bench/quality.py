@@ -18,6 +18,9 @@ pretrain: a small Table 5/6 (the paper's and Narang et al.'s protocol): T5's
      after the other. One pretraining (seed 1) for every finetuning seed: its
      checkpoint is kept with the tables (--out's checkpoints/, 2.8 MB), so
      that a finetuning carried over to another machine starts from it too.
+     Pretraining seeds 2 and 3 run after all finetuning: they give the
+     pretraining table (the paper's Table 4, Narang et al.'s pretraining
+     loss) a seed spread.
 lm and cls add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
 rows in its modes, at our model's heads and key size.
 
@@ -162,6 +165,18 @@ NARANG_OURS = ("Narang et al. 2021, Table 1 (C4 pretraining loss), applied to "
 NARANG_SUPERGLUE = ("Narang et al. 2021, Table 1 (SuperGLUE after C4 "
                     "pretraining), for our rows", [
                         ["R+V"], ["D+V"], ["vanilla"], ["FR"], ["D"], ["R"]])
+# The paper's own pretrain-then-finetune tables (T5 on C4, then en_mix):
+# Table 4, masked LM log perplexity D+V 1.832, R+V 1.849, Transformer 1.865,
+# D 1.965, R 1.972; Tables 5 and 6 (small models), GLUE R+V 84.1, T5 83.5,
+# D+V 82.6, R 75.1, D 72.0 and SuperGLUE 72.2, 70.3, 69.7, 61.1, 58.5: one
+# order; GLUE's SST column D+V 92.4, T5 and R+V 92.2, R 91.2, D 89.9.
+PAPER_T4 = ("the paper, Table 4 (C4 masked LM log perplexity)", [
+    ["D+V"], ["R+V"], ["vanilla"], ["D"], ["R"]])
+PAPER_T5_T6 = ("the paper, Tables 5 and 6 (GLUE and SuperGLUE scores after "
+               "C4 pretraining: the same order in both)", [
+                   ["R+V"], ["vanilla"], ["D+V"], ["R"], ["D"]])
+PAPER_T5_SST = ("the paper, Table 5 (GLUE's SST-2 column)", [
+    ["D+V"], ["vanilla", "R+V"], ["R"], ["D"]])
 # Pretraining's premise (the paper's Tables 5/6, Narang et al.): each variant
 # finetuned from its span-corruption checkpoint ahead of itself from scratch.
 PRETRAINING_HELPS = ("the premise of pretraining (each variant finetuned "
@@ -193,9 +208,12 @@ ORDERS = {
                              "SST-2 stands in)", [["FR+V"], ["FR"],
                                                   ["Linformer"],
                                                   ["vanilla"]]))]},
-    "finetune": {ds: [ranked(NARANG_SUPERGLUE, "/pretrained"),
-                      PRETRAINING_HELPS]
-                 for ds in ("sst2", "ag_news")},
+    "pretrain": {"span_corruption": [ranked(PAPER_T4),
+                                     ranked(NARANG_OURS)]},
+    "finetune": {ds: [ranked(o, "/pretrained") for o in (
+        [PAPER_T5_SST] if ds == "sst2" else []) + [PAPER_T5_T6,
+                                                   NARANG_SUPERGLUE]]
+                 + [PRETRAINING_HELPS] for ds in ("sst2", "ag_news")},
 }
 
 
@@ -310,11 +328,10 @@ def plan(kind, data, variants, seeds, only):
     if only and dataset not in only:
       continue
     for i, v in enumerate(names):
-      # one pretraining (seed 1), from which every finetuning seed starts;
-      # a main row's finetuning ("R/pretrained", "R/scratch") has 3 seeds
+      # a main row's finetuning ("R/pretrained", "R/scratch") has 3 seeds;
+      # every pretrained variant is a main row
       main_row = (v.split("/")[0] if kind == "finetune" else v) in THREE_SEEDS
-      chosen = ([1] if kind == "pretrain" else seeds or (
-          [1, 2, 3] if main_row else [1, 2]))
+      chosen = seeds or ([1, 2, 3] if main_row else [1, 2])
       for s in chosen:
         extra = v.startswith("stock_") or v.endswith(VARIATIONS)
         out.append(((order.index(dataset), 2 * extra + (s > 2), s, i),
@@ -764,8 +781,12 @@ def main(argv=None):
                                                 "data"))
   p.add_argument("--seeds", type=int, nargs="+", default=None,
                  help="the same seeds for every variant (default: 3 for the "
-                 "main rows, 2 for the rest); pretraining has seed 1 only, "
-                 "which every finetuning seed starts from")
+                 "main rows, 2 for the rest); pretrain: the finetuning's")
+  p.add_argument("--pretrain_seeds", type=int, nargs="+", default=[1, 2, 3],
+                 help="pretrain: the span-corruption seeds; every finetuning "
+                 "seed starts from the first one's checkpoint, the others "
+                 "(run after all finetuning) give the pretraining table its "
+                 "spread")
   p.add_argument("--steps", type=int, default=None,
                  help="training (finetuning) steps (default: lm 3000, cls "
                  "and finetuning 2000); more than the committed runs have "
@@ -798,22 +819,29 @@ def run_stages(args):
   data = os.path.abspath(args.data)
   info = benchlib.stamp()
   variants = args.variants.split(",") if args.variants else None
+  first = args.pretrain_seeds[0]  # the seed every finetuning starts from
   if args.kind == "pretrain":
     # each variant's pretraining, then its finetuning (pretrained() keeps
-    # the checkpoint with the tables, for the machines that follow)
-    stages = [stage for v in variants or PRETRAIN_VARIANTS for stage in [
-        ("pretrain", args.pretrain_steps, [v]),
+    # the checkpoint with the tables, for the machines that follow); the
+    # other pretraining seeds last: they serve the pretraining table alone
+    others = args.pretrain_seeds[1:]
+    names = variants or list(PRETRAIN_VARIANTS)
+    stages = [stage for v in names for stage in [
+        ("pretrain", args.pretrain_steps, [v], [first]),
         ("finetune", args.steps or 2000, ["%s/%s" % (v, how) for how in (
-            "pretrained", "scratch")])]]
+            "pretrained", "scratch")], args.seeds)]]
+    if others:
+      stages.append(("pretrain", args.pretrain_steps, names, others))
   else:
     stages = [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
-               variants)]
+               variants, args.seeds)]
 
   pieces = (train_pieces(data, args.work_dir) if args.kind != "lm" else None)
 
   def pretrained(variant, seed):
-    """The span-corruption checkpoint of `variant` (seed 1 for every
-    finetuning seed), its step and its validation perplexity there. It is
+    """The span-corruption checkpoint of `variant` (the first of
+    --pretrain_seeds for every finetuning seed), its step and its
+    validation perplexity there. It is
     kept under --out (committed with the tables: model dirs do not outlive a
     machine, and a variant's finetuning may span machines), so that every
     seed starts from the same one; pretrained again only if neither that
@@ -821,7 +849,7 @@ def run_stages(args):
     del seed
     (run_id, _, _, _), = sweep_lib.Sweep(
         variants={variant: PRETRAIN_VARIANTS[variant][0]},
-        grid={"seeded_train_dataset_fn.seed": [1]}).runs()
+        grid={"seeded_train_dataset_fn.seed": [first]}).runs()
     step = args.pretrain_steps
     kept = os.path.join(model_dirs(os.path.join(args.out, "checkpoints"),
                                    "span_corruption", pieces[1]), run_id)
@@ -829,7 +857,7 @@ def run_stages(args):
       run_dir = os.path.join(model_dirs(os.path.join(
           args.work_dir, "pretrain"), "span_corruption", pieces[1]), run_id)
       if not has_checkpoint(run_dir, step):
-        run("pretrain", data, [("span_corruption", variant, 1)], step,
+        run("pretrain", data, [("span_corruption", variant, first)], step,
             args.eval_every, args.dropout,
             os.path.join(args.work_dir, "pretrain"), lambda rows: None,
             pieces=pieces)
@@ -838,16 +866,17 @@ def run_stages(args):
     return (os.path.join(kept, "model.ckpt-%d" % step), step,
             math.exp(-result["value"]))
 
-  def plan_of(kind, names):
-    return plan(kind, data, names, args.seeds,
+  def plan_of(kind, names, seeds):
+    return plan(kind, data, names, seeds,
                 args.datasets.split(",") if args.datasets and
                 kind != "pretrain" else None)
 
-  for kind, steps, names in stages:
-    runs = plan_of(kind, names)
+  for kind, steps, names, seeds in stages:
+    runs = plan_of(kind, names, seeds)
     # the tables count what is done of their kind's whole plan
-    everything = plan_of(kind, [n for k, _, ns in stages if k == kind
-                                for n in ns or ()] or None)
+    everything = list(dict.fromkeys(
+        r for k, _, ns, ss in stages if k == kind
+        for r in plan_of(k, ns, ss)))
     results = os.path.join(args.out, "quality_%s.json" % kind)
     committed = benchlib.read_json(results, {"runs": []})["runs"]
     run(kind, data, runs, steps, args.eval_every, args.dropout,

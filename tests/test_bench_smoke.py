@@ -115,7 +115,8 @@ def test_decode_smoke(tmp_path):
 def test_quality_pretrain_then_finetune_smoke(tmp_path):
   run(os.path.join(BENCH, "quality.py"), "pretrain", "--data", DATA,
       "--pretrain_steps", "4", "--steps", "4", "--eval_every", "2",
-      "--variants", "R", "--seeds", "1", "--datasets", "sst2", "--out",
+      "--variants", "R", "--seeds", "1", "--pretrain_seeds", "1",
+      "--datasets", "sst2", "--out",
       str(tmp_path), "--work_dir", str(tmp_path / "runs"))
   with open(tmp_path / "quality_pretrain.csv") as f:
     pre = list(csv.DictReader(f))

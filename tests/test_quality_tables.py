@@ -66,7 +66,9 @@ def test_each_finetuned_row_is_checked_against_itself_from_scratch():
   """Pretraining's premise is one pair per variant (X/pretrained ahead of
   X/scratch), not every pretrained row against every scratch row."""
   quality = load_quality()
-  (_, superglue), (_, helps) = quality.ORDERS["finetune"]["sst2"]
+  orders = dict(quality.ORDERS["finetune"]["sst2"])
+  superglue = orders[quality.NARANG_SUPERGLUE[0]]
+  helps = orders[quality.PRETRAINING_HELPS[0]]
   assert sorted(helps) == sorted((v + "/pretrained", v + "/scratch") for v in
                                  ["vanilla", "R", "FR", "D", "R+V", "D+V"])
   # Narang et al.'s SuperGLUE order compares the /pretrained rows only
@@ -80,6 +82,38 @@ def test_each_finetuned_row_is_checked_against_itself_from_scratch():
   text = quality.orderings(curves, "sst2", False, "s", helps)
   rows = [line for line in text.splitlines() if " ahead of " in line]
   assert rows == ["| R/pretrained ahead of R/scratch | holds at 250 | 250 |"]
+
+
+def test_the_papers_pretrain_finetune_tables_are_checked_as_published():
+  """The pairs the tables check for the paper's Tables 4-6, against every
+  pair the published scores order (ties give no pair); SST-2 alone gets
+  Table 5's SST column, and both finetuning datasets its overall order."""
+  quality = load_quality()
+
+  def pairs(scores, lower):  # every (a, b) with a strictly better
+    return sorted((a, b) for a in scores for b in scores
+                  if (scores[a] < scores[b]) == lower
+                  and scores[a] != scores[b])
+
+  table4 = {"D+V": 1.832, "R+V": 1.849, "vanilla": 1.865, "D": 1.965,
+            "R": 1.972}
+  glue = {"R+V": 84.1, "vanilla": 83.5, "D+V": 82.6, "R": 75.1, "D": 72.0}
+  superglue = {"R+V": 72.2, "vanilla": 70.3, "D+V": 69.7, "R": 61.1,
+               "D": 58.5}
+  sst = {"D+V": 92.4, "vanilla": 92.2, "R+V": 92.2, "R": 91.2, "D": 89.9}
+  (_, t4), _ = quality.ORDERS["pretrain"]["span_corruption"]
+  assert sorted(t4) == pairs(table4, lower=True)
+  assert pairs(glue, False) == pairs(superglue, False)
+  suffixed = lambda ps: sorted((a + "/pretrained", b + "/pretrained")
+                               for a, b in ps)
+  for ds in ("sst2", "ag_news"):
+    orders = dict(quality.ORDERS["finetune"][ds])
+    assert sorted(orders[quality.PAPER_T5_T6[0]]) == suffixed(
+        pairs(glue, False))
+  sst2 = dict(quality.ORDERS["finetune"]["sst2"])
+  assert sorted(sst2[quality.PAPER_T5_SST[0]]) == suffixed(pairs(sst, False))
+  assert quality.PAPER_T5_SST[0] not in dict(
+      quality.ORDERS["finetune"]["ag_news"])
 
 
 def test_ranking_settles_by_means_and_by_the_spread():
@@ -163,6 +197,8 @@ def test_plan_gives_the_main_rows_three_seeds_in_every_table():
       ("D+V/pretrained", 1), ("D+V/scratch", 1), ("D+V/pretrained", 2),
       ("D+V/scratch", 2), ("D+V/pretrained", 3), ("D+V/scratch", 3)], fine
   assert quality.plan("pretrain", "data", ["D+V"], None, None) == [
+      ("span_corruption", "D+V", s) for s in (1, 2, 3)]
+  assert quality.plan("pretrain", "data", ["D+V"], [1], None) == [
       ("span_corruption", "D+V", 1)]
   assert [s for _, _, s in quality.plan("cls", "data", ["R"], [4, 5],
                                         ["sst2"])] == [4, 5]
@@ -377,9 +413,9 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
     for name in ("model.ckpt-2.index", "model.ckpt-2.data-00000-of-00001",
                  "model.ckpt-2.meta", "model.ckpt-1.index"):
       open(os.path.join(run_dir, name), "w").close()
-    if "/" not in variant:
-      pretrainings[variant] = pretrainings.get(variant, 1) + 1
-    value = -float(pretrainings.get(variant, 1))
+    if "/" not in variant:  # run_id names the seed
+      pretrainings[run_id] = pretrainings.get(run_id, 1) + 1
+    value = -float(pretrainings.get(run_id, 1))
     # finetuning from step 2 of the pretraining to 2 more
     step = 4 if variant.endswith("/pretrained") else 2
     result = {"run": run_id, "variant": variant, "metric": "m",
@@ -393,9 +429,17 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
           "--steps", "2", "--eval_every", "2", "--variants", "vanilla,R",
           "--seeds", "1", "--datasets", "sst2", "--out", str(tmp_path / "out")]
   quality.main(args + ["--work_dir", str(tmp_path / "machine1")])
+  # pretraining seeds 2 and 3 (the pretraining table's spread) come after
+  # every finetuning, which starts from seed 1's checkpoint
   assert calls == [("pretrain", "vanilla"), ("finetune", "vanilla/pretrained"),
                    ("finetune", "vanilla/scratch"), ("pretrain", "R"),
-                   ("finetune", "R/pretrained"), ("finetune", "R/scratch")]
+                   ("finetune", "R/pretrained"), ("finetune", "R/scratch"),
+                   ("pretrain", "vanilla"), ("pretrain", "R"),
+                   ("pretrain", "vanilla"), ("pretrain", "R")]
+  pre = json.loads((tmp_path / "out" / "quality_pretrain.json").read_text())
+  assert sorted((r["variant"], r["seed"]) for r in pre["runs"]) == [
+      (v, s) for v in ("R", "vanilla") for s in (1, 2, 3)]
+  assert "6 of 6 runs" in (tmp_path / "out" / "quality_pretrain.md").read_text()
   fine = json.loads((tmp_path / "out" / "quality_finetune.json").read_text())
   assert {r["variant"]: r.get("pretrained_perplexity")
           for r in fine["runs"]} == {
