@@ -198,6 +198,9 @@ def ranked(source_tiers, suffix=""):
   return source, [(a + suffix, b + suffix) for a, b in tier_pairs(tiers)]
 
 
+# every finetuning dataset's orders; SST-2 adds Table 5's SST column
+FINETUNE_ORDERS = [ranked(o, "/pretrained") for o in (
+    PAPER_T5_T6, NARANG_SUPERGLUE)] + [PRETRAINING_HELPS]
 # kind -> dataset -> [(source, [(a, b): a ahead of b])]
 ORDERS = {
     "lm": {"wikitext2": [ranked(o) for o in (PAPER_T2, PAPER_T2_POSITIONS,
@@ -210,10 +213,9 @@ ORDERS = {
                                                   ["vanilla"]]))]},
     "pretrain": {"span_corruption": [ranked(PAPER_T4),
                                      ranked(NARANG_OURS)]},
-    "finetune": {ds: [ranked(o, "/pretrained") for o in (
-        [PAPER_T5_SST] if ds == "sst2" else []) + [PAPER_T5_T6,
-                                                   NARANG_SUPERGLUE]]
-                 + [PRETRAINING_HELPS] for ds in ("sst2", "ag_news")},
+    "finetune": {"sst2": [ranked(PAPER_T5_SST, "/pretrained")]
+                         + FINETUNE_ORDERS,
+                 "ag_news": FINETUNE_ORDERS},
 }
 
 
