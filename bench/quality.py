@@ -4,6 +4,7 @@ the same way.
   python bench/quality.py lm  [--data ../shared/data] [--steps 3000]
   python bench/quality.py cls [--data ../shared/data] [--steps 2000]
   python bench/quality.py pretrain [--pretrain_steps 2000] [--steps 2000]
+                                   [--pretrain_table_steps 4000]
 
 lm:  WikiText-2 language modelling, decoder-only, byte level: train on the test
      split, validation perplexity per byte (Table 2's rows: vanilla, R, Fix,
@@ -20,7 +21,9 @@ pretrain: a small Table 5/6 (the paper's and Narang et al.'s protocol): T5's
      that a finetuning carried over to another machine starts from it too.
      Pretraining seeds 2 and 3 run after all finetuning: they give the
      pretraining table (the paper's Table 4, Narang et al.'s pretraining
-     loss) a seed spread.
+     loss) a seed spread; then every pretraining seed is trained on to
+     --pretrain_table_steps (seed 1 from its kept checkpoint where its model
+     dir is gone), as that table's orders still move at --pretrain_steps.
 lm and cls add mesh-tensorflow's own Synthesizer (the authors' release) as stock_*
 rows in its modes, at our model's heads and key size.
 
@@ -774,6 +777,17 @@ def keep_checkpoint(run_dir, step, kept):
   os.replace(tmp, kept)
 
 
+def restore_checkpoint(kept, step, run_dir):
+  """A model dir that T5 trains on from kept's checkpoint at `step`: its
+  files (result.json holds the curve so far) and the state file naming it."""
+  tmp = run_dir + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  shutil.copytree(kept, tmp)
+  with open(os.path.join(tmp, "checkpoint"), "w") as f:
+    f.write('model_checkpoint_path: "model.ckpt-%d"\n' % step)
+  os.replace(tmp, run_dir)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("kind", choices=["lm", "cls", "pretrain"],
@@ -794,7 +808,12 @@ def main(argv=None):
                  "and finetuning 2000); more than the committed runs have "
                  "trains them on from their model dirs, fewer keeps them "
                  "as committed")
-  p.add_argument("--pretrain_steps", type=int, default=2000)
+  p.add_argument("--pretrain_steps", type=int, default=2000,
+                 help="pretrain: the step every finetuning starts from")
+  p.add_argument("--pretrain_table_steps", type=int, default=4000,
+                 help="pretrain: last of all, every pretraining seed is "
+                 "trained on to this step for the pretraining table (its "
+                 "orders still move at --pretrain_steps)")
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--dropout", type=float, default=0.1)
   p.add_argument("--variants", default=None,
@@ -834,11 +853,27 @@ def run_stages(args):
             "pretrained", "scratch")], args.seeds)]]
     if others:
       stages.append(("pretrain", args.pretrain_steps, names, others))
+    if args.pretrain_table_steps > args.pretrain_steps:
+      # the pretraining table's orders still move at --pretrain_steps: every
+      # seed trained on (finetuning keeps starting from --pretrain_steps)
+      stages.append(("pretrain", args.pretrain_table_steps, names,
+                     args.pretrain_seeds))
   else:
     stages = [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
                variants, args.seeds)]
 
   pieces = (train_pieces(data, args.work_dir) if args.kind != "lm" else None)
+
+  def kept_run(variant):
+    """(the kept checkpoint's dir, the model dir) of `variant`'s pretraining
+    with the first of --pretrain_seeds."""
+    (run_id, _, _, _), = sweep_lib.Sweep(
+        variants={variant: PRETRAIN_VARIANTS[variant][0]},
+        grid={"seeded_train_dataset_fn.seed": [first]}).runs()
+    return tuple(os.path.join(model_dirs(os.path.join(top, sub),
+                                         "span_corruption", pieces[1]), run_id)
+                 for top, sub in ((args.out, "checkpoints"),
+                                  (args.work_dir, "pretrain")))
 
   def pretrained(variant, seed):
     """The span-corruption checkpoint of `variant` (the first of
@@ -849,15 +884,9 @@ def run_stages(args):
     seed starts from the same one; pretrained again only if neither that
     nor its model dir is there."""
     del seed
-    (run_id, _, _, _), = sweep_lib.Sweep(
-        variants={variant: PRETRAIN_VARIANTS[variant][0]},
-        grid={"seeded_train_dataset_fn.seed": [first]}).runs()
     step = args.pretrain_steps
-    kept = os.path.join(model_dirs(os.path.join(args.out, "checkpoints"),
-                                   "span_corruption", pieces[1]), run_id)
+    kept, run_dir = kept_run(variant)
     if not has_checkpoint(kept, step):
-      run_dir = os.path.join(model_dirs(os.path.join(
-          args.work_dir, "pretrain"), "span_corruption", pieces[1]), run_id)
       if not has_checkpoint(run_dir, step):
         run("pretrain", data, [("span_corruption", variant, first)], step,
             args.eval_every, args.dropout,
@@ -875,6 +904,16 @@ def run_stages(args):
 
   for kind, steps, names, seeds in stages:
     runs = plan_of(kind, names, seeds)
+    if kind == "pretrain" and steps > args.pretrain_steps:
+      # the first seed trained on as the others are, from --pretrain_steps:
+      # on a machine without its model dir, from the kept checkpoint (which
+      # pretrained() makes again if it is gone too)
+      for variant in names:
+        kept, run_dir = kept_run(variant)
+        if not os.path.isdir(run_dir):
+          pretrained(variant, first)
+        if not os.path.isdir(run_dir):
+          restore_checkpoint(kept, args.pretrain_steps, run_dir)
     # the tables count what is done of their kind's whole plan
     everything = list(dict.fromkeys(
         r for k, _, ns, ss in stages if k == kind

@@ -4,6 +4,7 @@ bench/results/): they run end to end and write their tables (slow)."""
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -113,11 +114,12 @@ def test_decode_smoke(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(DATA), reason="no ../shared/data")
 def test_quality_pretrain_then_finetune_smoke(tmp_path):
-  run(os.path.join(BENCH, "quality.py"), "pretrain", "--data", DATA,
-      "--pretrain_steps", "4", "--steps", "4", "--eval_every", "2",
-      "--variants", "R", "--seeds", "1", "--pretrain_seeds", "1",
-      "--datasets", "sst2", "--out",
-      str(tmp_path), "--work_dir", str(tmp_path / "runs"))
+  args = [os.path.join(BENCH, "quality.py"), "pretrain", "--data", DATA,
+          "--pretrain_steps", "4", "--steps", "4", "--eval_every", "2",
+          "--variants", "R", "--seeds", "1", "--pretrain_seeds", "1",
+          "--datasets", "sst2", "--out",
+          str(tmp_path), "--work_dir", str(tmp_path / "runs")]
+  run(*args, "--pretrain_table_steps", "4")
   with open(tmp_path / "quality_pretrain.csv") as f:
     pre = list(csv.DictReader(f))
   assert [(r["dataset"], r["variant"], r["step"]) for r in pre] == [
@@ -152,3 +154,13 @@ def test_quality_pretrain_then_finetune_smoke(tmp_path):
   assert (tuned / "model.ckpt-4.index").exists()
   assert (tuned / "model.ckpt-8.index").exists()
   assert not (scratch / "model.ckpt-8.index").exists()
+  # the pretraining table's run trained on to step 6 on a machine without
+  # its model dir: T5 resumes from the kept checkpoint, curve to 4 kept
+  shutil.rmtree(pretrain)
+  run(*args, "--pretrain_table_steps", "6")
+  with open(tmp_path / "quality_pretrain.csv") as f:
+    longer = list(csv.DictReader(f))
+  assert [r["step"] for r in longer] == ["2", "4", "6"]
+  assert longer[:2] == pre
+  assert (pretrain / "model.ckpt-6.index").exists()
+  assert not (pretrain / "model.ckpt-2.index").exists()  # not trained anew

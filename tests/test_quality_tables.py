@@ -426,6 +426,7 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
 
   monkeypatch.setattr(sweep_lib, "run_one", run_one)
   args = ["pretrain", "--data", str(tmp_path), "--pretrain_steps", "2",
+          "--pretrain_table_steps", "2",  # (trained on: the next test)
           "--steps", "2", "--eval_every", "2", "--variants", "vanilla,R",
           "--seeds", "1", "--datasets", "sst2", "--out", str(tmp_path / "out")]
   quality.main(args + ["--work_dir", str(tmp_path / "machine1")])
@@ -476,6 +477,84 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
                    ("finetune", "R/scratch")]
   md = (tmp_path / "out" / "quality_finetune.md").read_text()
   assert "- R: %.4f (2), %.4f (1)" % (math.exp(2), math.exp(3)) in md
+
+
+def test_the_pretraining_table_trains_every_seed_on_from_where_it_was(
+    tmp_path, monkeypatch):
+  """--pretrain_table_steps trains every pretraining seed on, last of all:
+  on a machine without seed 1's model dir, from the checkpoint kept with the
+  tables (its curve so far taken, not trained again); a seed with neither,
+  anew. The finetuning keeps its start at --pretrain_steps."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  write_wikitext(tmp_path)
+  (tmp_path / "sst2").mkdir()
+  for name in ("train.tsv", "dev.tsv"):
+    (tmp_path / "sst2" / name).write_text("sentence\tlabel\nok\t1\n")
+  (tmp_path / "ag_news").mkdir()
+  (tmp_path / "ag_news" / "test.csv").write_text('"1","a","b"\n')
+  monkeypatch.setattr(quality, "train_pieces",
+                      lambda data, work_dir: ("p.model", "c" * 64))
+  calls = []
+
+  def run_one(sweep, run_id, variant, f, crossed, d, **k):
+    """Trains from the model dir's latest checkpoint (as T5 does) to the
+    last eval step; a pretraining's perplexity at step s is e^(s + seed)."""
+    run_dir = os.path.join(d, run_id)
+    start = sweep_lib._latest_step(run_dir) if os.path.isdir(run_dir) else 0
+    before = (json.load(open(os.path.join(run_dir, "result.json")))
+              if start else {"curve": []})
+    calls.append((variant, crossed, start, before["curve"]))
+    os.makedirs(run_dir, exist_ok=True)
+    seed = int(crossed[0].split(" = ")[1])
+    curve = before["curve"] + [[s, -float(s + seed)] for s in
+                               sweep.eval_steps if s > start]
+    for s in sweep.eval_steps:
+      for ext in ("index", "data-00000-of-00001"):
+        open(os.path.join(run_dir, "model.ckpt-%d.%s" % (s, ext)), "w").close()
+    with open(os.path.join(run_dir, "checkpoint"), "w") as out:
+      out.write('model_checkpoint_path: "model.ckpt-%d"\n'
+                % sweep.eval_steps[-1])
+    result = {"run": run_id, "variant": variant, "metric": "m",
+              "curve": curve, "value": curve[-1][1]}
+    with open(os.path.join(run_dir, "result.json"), "w") as out:
+      json.dump(result, out)
+    return result
+
+  monkeypatch.setattr(sweep_lib, "run_one", run_one)
+  args = ["pretrain", "--data", str(tmp_path), "--pretrain_steps", "2",
+          "--steps", "2", "--eval_every", "2", "--variants", "R",
+          "--seeds", "1", "--datasets", "sst2", "--out", str(tmp_path / "out")]
+  quality.main(args + ["--pretrain_table_steps", "2",
+                       "--pretrain_seeds", "1", "--work_dir",
+                       str(tmp_path / "machine1")])
+  del calls[:]
+  quality.main(args + ["--pretrain_table_steps", "6", "--work_dir",
+                       str(tmp_path / "machine2")])
+  seed = ["seeded_train_dataset_fn.seed = %d" % s for s in (1, 2, 3)]
+  # the finetuning was done (committed): seeds 2 and 3 to step 2, then all
+  # three on to 6; seed 1 from its kept checkpoint at step 2
+  assert calls == [("R", seed[1:2], 0, []), ("R", seed[2:3], 0, []),
+                   ("R", seed[:1], 2, [[2, -3.0]]),
+                   ("R", seed[1:2], 2, [[2, -4.0]]),
+                   ("R", seed[2:3], 2, [[2, -5.0]])]
+  pre = json.loads((tmp_path / "out" / "quality_pretrain.json").read_text())
+  assert sorted((r["seed"], r["curve"]) for r in pre["runs"]) == [
+      (s, [[2, -2.0 - s], [4, -4.0 - s], [6, -6.0 - s]]) for s in (1, 2, 3)]
+  assert "3 of 3 runs trained to step 6" in (
+      tmp_path / "out" / "quality_pretrain.md").read_text()
+  # finetuning still starts from step 2: the kept checkpoint is untouched
+  (kept,) = (tmp_path / "out" / "checkpoints").glob("*/R_*")
+  assert sorted(os.listdir(kept)) == [
+      "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "result.json"]
+  # a machine with neither: seed 1 pretrained to step 2 again, then on
+  shutil.rmtree(kept)
+  del calls[:]
+  quality.main(args + ["--pretrain_table_steps", "8", "--pretrain_seeds", "1",
+                       "--work_dir", str(tmp_path / "machine3")])
+  assert calls == [("R", seed[:1], 0, []), ("R", seed[:1], 2, [[2, -3.0]])]
+  assert sorted(os.listdir(kept)) == [
+      "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "result.json"]
 
 
 def test_every_row_is_drawn_in_one_panel():
