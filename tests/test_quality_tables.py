@@ -380,6 +380,21 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
                   for c in "ab"]
 
 
+def pretrain_data(data, monkeypatch):
+  """The files `pretrain` reads under `data` (one row each), its word
+  pieces stubbed. -> the quality module."""
+  quality = load_quality()
+  write_wikitext(data)
+  (data / "sst2").mkdir()
+  for name in ("train.tsv", "dev.tsv"):
+    (data / "sst2" / name).write_text("sentence\tlabel\nok\t1\n")
+  (data / "ag_news").mkdir()
+  (data / "ag_news" / "test.csv").write_text('"1","a","b"\n')
+  monkeypatch.setattr(quality, "train_pieces",
+                      lambda data, work_dir: ("p.model", "c" * 64))
+  return quality
+
+
 def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
     tmp_path, monkeypatch):
   """`pretrain` finetunes each variant right after its pretraining, keeps
@@ -389,15 +404,7 @@ def test_each_variant_is_pretrained_then_finetuned_and_its_start_recorded(
   /pretrained run the perplexity of the checkpoint it began from, so that
   the tables show a second pretraining."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
-  write_wikitext(tmp_path)
-  (tmp_path / "sst2").mkdir()
-  for name in ("train.tsv", "dev.tsv"):
-    (tmp_path / "sst2" / name).write_text("sentence\tlabel\nok\t1\n")
-  (tmp_path / "ag_news").mkdir()
-  (tmp_path / "ag_news" / "test.csv").write_text('"1","a","b"\n')
-  monkeypatch.setattr(quality, "train_pieces",
-                      lambda data, work_dir: ("p.model", "c" * 64))
+  quality = pretrain_data(tmp_path, monkeypatch)
   calls = []
   # the first pretraining of each variant reaches perplexity e^2, the next e^3
   pretrainings = {}
@@ -483,18 +490,11 @@ def test_the_pretraining_table_trains_every_seed_on_from_where_it_was(
     tmp_path, monkeypatch):
   """--pretrain_table_steps trains every pretraining seed on, last of all:
   on a machine without seed 1's model dir, from the checkpoint kept with the
-  tables (its curve so far taken, not trained again); a seed with neither,
-  anew. The finetuning keeps its start at --pretrain_steps."""
+  tables (its curve so far taken, not trained again), and where that is
+  gone too, pretrained to --pretrain_steps again first. The finetuning
+  keeps its start at --pretrain_steps."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
-  write_wikitext(tmp_path)
-  (tmp_path / "sst2").mkdir()
-  for name in ("train.tsv", "dev.tsv"):
-    (tmp_path / "sst2" / name).write_text("sentence\tlabel\nok\t1\n")
-  (tmp_path / "ag_news").mkdir()
-  (tmp_path / "ag_news" / "test.csv").write_text('"1","a","b"\n')
-  monkeypatch.setattr(quality, "train_pieces",
-                      lambda data, work_dir: ("p.model", "c" * 64))
+  quality = pretrain_data(tmp_path, monkeypatch)
   calls = []
 
   def run_one(sweep, run_id, variant, f, crossed, d, **k):
