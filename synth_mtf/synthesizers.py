@@ -384,15 +384,24 @@ class Dense(LocalSynthesizer):
   """Dense Synthesizer, S(X)_i = W2 sigma_R(W1 X_i) (eq. 1-2), per head.
 
   W1: d_model -> d_kv and W2: d_kv -> N for each head; with h*d_kv = d this is the
-  paper's d^2 + d*N parameters.
+  paper's d^2 + d*N parameters. share_w2=True: one W2 for every head, as
+  mesh-tensorflow's own Synthesizer has it (W1 stays per head).
   """
 
   name = "dense"
 
+  def __init__(self, share_w2=False):
+    if not isinstance(share_w2, bool):
+      raise ValueError("Dense.share_w2 must be True (one W2 for every head, "
+                       "as mesh-tensorflow's Synthesizer) or False (one per "
+                       "head, the paper's); got %r." % (share_w2,))
+    self.share_w2 = share_w2
+
   def rows(self, sctx, cols, scale):
+    heads = [] if self.share_w2 else [sctx.heads_dim]
     w2 = sctx.variable(
-        "W2", [sctx.heads_dim, sctx.kv_dim,
-               mtf.Dimension(MAX_MEMORY_LENGTH_DIM, sctx.max_length)],
+        "W2", heads + [sctx.kv_dim,
+                       mtf.Dimension(MAX_MEMORY_LENGTH_DIM, sctx.max_length)],
         sctx.kv_dim.size ** -0.5, logit=True)
     w2 = mtf.slice(w2, 0, cols, MAX_MEMORY_LENGTH_DIM)
     if scale is not None:
@@ -400,10 +409,14 @@ class Dense(LocalSynthesizer):
     return mtf.einsum([self.hidden(sctx), w2], reduced_dims=[sctx.kv_dim])
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
-    return d_model * num_heads * d_kv + num_heads * d_kv * max_length
+    w2_copies = 1 if self.share_w2 else num_heads
+    return d_model * num_heads * d_kv + w2_copies * d_kv * max_length
 
   def formula(self):
-    return "d*h*d_kv + h*d_kv*N"
+    return "d*h*d_kv + d_kv*N" if self.share_w2 else "d*h*d_kv + h*d_kv*N"
+
+  def __repr__(self):
+    return "Dense(share_w2=True)" if self.share_w2 else "Dense()"
 
 
 def _default_factors(n):

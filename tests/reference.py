@@ -39,7 +39,10 @@ def synth_logits(kind, x, w, pos, factors=None):
   if kind in ("dense", "factorized_dense"):
     hid = np.maximum(np.einsum("bnd,dhk->bnhk", x, w["W1"]), 0.0)
     if kind == "dense":
-      rows = np.einsum("bnhk,hkm->bhnm", hid, w["W2"])  # F(X_i) in R^N
+      w2 = w["W2"]
+      if w2.ndim == 2:  # one W2 for every head (mesh-tensorflow's release)
+        w2 = np.stack([w2] * hid.shape[2])
+      rows = np.einsum("bnhk,hkm->bhnm", hid, w2)  # F(X_i) in R^N
     else:
       a, bb = factors
       fa = np.einsum("bnhk,hka->bhna", hid, w["WA"])

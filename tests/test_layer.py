@@ -30,6 +30,28 @@ def test_layer_matches_numpy_formula(kinds, causal):
   np.testing.assert_allclose(out["y"], want, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kinds", [["dense"], ["dense", "dot_product"]],
+                         ids="+".join)
+@pytest.mark.parametrize("causal", [False, True], ids=["encoder", "causal"])
+def test_dense_with_one_w2_for_every_head_matches_numpy_formula(kinds,
+                                                                 causal):
+  """Dense(share_w2=True), mesh-tensorflow's layout of W2, alone and mixed
+  (where alpha scales the shared W2 per head)."""
+  x = x_input()
+  shared = synthesizers.Dense(share_w2=True)
+  layer = make_layer([shared] + kinds[1:])
+  out = harness.run_layer(layer, x, sequence_id=SEQ, causal=causal,
+                          var_values=alpha_values(kinds))
+  w = weights_of(out, kinds)
+  assert w["dense"]["W2"].shape == (harness.KV, harness.N)
+  want, _ = reference.layer(x, kinds, w, seq=SEQ, causal=causal)
+  np.testing.assert_allclose(out["y"], want, atol=2e-5, rtol=1e-4)
+  size = sum(v.size for v in w["dense"].values())
+  assert size == shared.num_params(harness.D, H, harness.KV, harness.N)
+  with pytest.raises(ValueError, match="Dense.share_w2 must be True"):
+    synthesizers.Dense(share_w2="yes")
+
+
 @pytest.mark.parametrize("kinds", VARIANTS, ids="+".join)
 def test_packed_row_equals_examples_alone(kinds):
   """Two examples packed in one row get exactly the output each gets alone."""

@@ -179,6 +179,19 @@ def test_stock_rows_take_the_releases_init_and_table():
     assert bound == stddev, row
 
 
+def test_shared_w2_row_gives_dense_one_w2_for_every_head():
+  """D/shared_w2: Dense's W2 as the release has it, [d_kv, max_length], not
+  one per head."""
+  from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  for row, shape in [("D", [16, 8]), ("D/shared_w2", [8, 8])]:
+    gin_file, bindings = quality.LM_VARIANTS[row]
+    names = model_graph.build_variables(
+        ["models/t5.1.1.tiny.gin", gin_file], TINY_LM + bindings)
+    shapes = [s for n, (s, _) in names.items() if n.endswith("dense/W2")]
+    assert shapes and all(list(s) == shape for s in shapes), (row, names)
+
+
 def test_plan_gives_the_main_rows_three_seeds_in_every_table():
   """Issue 12's seeds: 3 for vanilla, R, FR, D, R+V and D+V (finetuned too,
   from the one seed-1 pretraining), 2 for the rest; seed by seed, every
