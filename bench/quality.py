@@ -908,22 +908,25 @@ def run_stages(args):
 
   for kind, steps, names, seeds in stages:
     runs = plan_of(kind, names, seeds)
-    if kind == "pretrain" and steps > args.pretrain_steps:
-      # the first seed trained on as the others are, from --pretrain_steps:
-      # on a machine without its model dir, from the kept checkpoint (which
-      # pretrained() makes again if it is gone too)
-      for variant in names:
-        kept, run_dir = kept_run(variant)
-        if not os.path.isdir(run_dir):
-          pretrained(variant, first)
-        if not os.path.isdir(run_dir):
-          restore_checkpoint(kept, args.pretrain_steps, run_dir)
     # the tables count what is done of their kind's whole plan
     everything = list(dict.fromkeys(
         r for k, _, ns, ss in stages if k == kind
         for r in plan_of(k, ns, ss)))
     results = os.path.join(args.out, "quality_%s.json" % kind)
     committed = benchlib.read_json(results, {"runs": []})["runs"]
+    if kind == "pretrain" and steps > args.pretrain_steps:
+      # the first seed trained on as the others are, from --pretrain_steps:
+      # on a machine without its model dir, from the kept checkpoint (which
+      # pretrained() makes again if it is gone too)
+      reached = {r["variant"] for r in committed
+                 if r["seed"] == first and r.get("curve") and
+                 r["curve"][-1][0] >= steps}
+      for variant in [v for v in names if v not in reached]:
+        kept, run_dir = kept_run(variant)
+        if not os.path.isdir(run_dir):
+          pretrained(variant, first)
+        if not os.path.isdir(run_dir):
+          restore_checkpoint(kept, args.pretrain_steps, run_dir)
     run(kind, data, runs, steps, args.eval_every, args.dropout,
         os.path.join(args.work_dir, kind),
         functools.partial(summarize, kind, out=args.out, info=info,

@@ -568,6 +568,12 @@ def test_the_pretraining_table_trains_every_seed_on_from_where_it_was(
   assert calls == [("R", seed[:1], 0, []), ("R", seed[:1], 2, [[2, -3.0]])]
   assert sorted(os.listdir(kept)) == [
       "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "result.json"]
+  # once committed at that step, nothing is pretrained or restored again
+  shutil.rmtree(kept)
+  del calls[:]
+  quality.main(args + ["--pretrain_table_steps", "8", "--pretrain_seeds", "1",
+                       "--work_dir", str(tmp_path / "machine4")])
+  assert not calls and not os.path.exists(kept)
 
 
 def test_every_row_is_drawn_in_one_panel():
