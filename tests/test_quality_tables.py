@@ -558,21 +558,22 @@ def test_the_pretraining_table_trains_every_seed_on_from_where_it_was(
       tmp_path / "out" / "quality_pretrain.md").read_text()
   # finetuning still starts from step 2: the kept checkpoint is untouched
   (kept,) = (tmp_path / "out" / "checkpoints").glob("*/R_*")
-  assert sorted(os.listdir(kept)) == [
-      "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "result.json"]
+  step_2 = ["model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index",
+            "result.json"]
+  assert sorted(os.listdir(kept)) == step_2
+
+  def seed_1_to_step_8_without_kept_checkpoint(machine):
+    shutil.rmtree(kept)
+    del calls[:]
+    quality.main(args + ["--pretrain_table_steps", "8", "--pretrain_seeds",
+                         "1", "--work_dir", str(tmp_path / machine)])
+
   # a machine with neither: seed 1 pretrained to step 2 again, then on
-  shutil.rmtree(kept)
-  del calls[:]
-  quality.main(args + ["--pretrain_table_steps", "8", "--pretrain_seeds", "1",
-                       "--work_dir", str(tmp_path / "machine3")])
+  seed_1_to_step_8_without_kept_checkpoint("machine3")
   assert calls == [("R", seed[:1], 0, []), ("R", seed[:1], 2, [[2, -3.0]])]
-  assert sorted(os.listdir(kept)) == [
-      "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index", "result.json"]
+  assert sorted(os.listdir(kept)) == step_2
   # once committed at that step, nothing is pretrained or restored again
-  shutil.rmtree(kept)
-  del calls[:]
-  quality.main(args + ["--pretrain_table_steps", "8", "--pretrain_seeds", "1",
-                       "--work_dir", str(tmp_path / "machine4")])
+  seed_1_to_step_8_without_kept_checkpoint("machine4")
   assert not calls and not os.path.exists(kept)
 
 
