@@ -705,6 +705,7 @@ def base(row):
 
 def plot(curves, path, what):
   plt = benchlib.pyplot()
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   dss = sorted({k[0] for k in curves})
   panels = [panel for panel in PANELS
             if any(panel[1](v) for _, v in curves)]
@@ -737,6 +738,11 @@ def plot(curves, path, what):
       ax.legend(fontsize=6, ncol=2)
       if "perplexity" in what:
         ax.set_yscale("log")
+        # plain numbers: within one decade every tick is a minor one, which
+        # matplotlib would print as 4x10^1 or not at all
+        plain = ticker.FuncFormatter(lambda y, _: "%g" % y)
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
   fig.tight_layout()
   fig.savefig(path, dpi=80)
   plt.close(fig)
