@@ -422,36 +422,44 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
       # which pretraining it started from: one pretrained again on another
       # machine (model dirs do not travel) differs in the last bits
       start = {"pretrained_perplexity": round(perplexity, 4)}
-    sweep = sweep_lib.Sweep(
-        variants={variant: gin_file},
-        base_gin_files=["experiments/bench_small.gin"],
-        grid={"seeded_train_dataset_fn.seed": [seed]},
-        bindings=bindings + extra + SEEDED + [
-            "dropout_rate = %s" % dropout,
-            "utils.run.train_steps = %d" % (offset + steps),
-            "utils.run.save_checkpoints_steps = %d" % eval_every,
-            # checkpoints are written at the end of a loop (100 steps by
-            # default): make the loops end on every eval step
-            "utils.run.iterations_per_loop = %d" % math.gcd(eval_every, 100),
-            "utils.run.keep_checkpoint_max = None"],
-        eval_gin_files=eval_files,
-        eval_bindings=["run.dataset_split = 'validation'",
-                       "utils.get_variable_dtype.activation_dtype = 'float32'"]
-        + eval_bindings, metric=metric,
-        eval_steps=[offset + step for step in eval_steps])
+    def sweep_to(last):
+      """The run trained to step `last`, evaluated at the eval steps to it."""
+      return sweep_lib.Sweep(
+          variants={variant: gin_file},
+          base_gin_files=["experiments/bench_small.gin"],
+          grid={"seeded_train_dataset_fn.seed": [seed]},
+          bindings=bindings + extra + SEEDED + [
+              "dropout_rate = %s" % dropout,
+              "utils.run.train_steps = %d" % (offset + last),
+              "utils.run.save_checkpoints_steps = %d" % eval_every,
+              # checkpoints are written at the end of a loop (100 steps by
+              # default): make the loops end on every eval step
+              "utils.run.iterations_per_loop = %d" % math.gcd(eval_every, 100),
+              "utils.run.keep_checkpoint_max = None"],
+          eval_gin_files=eval_files,
+          eval_bindings=[
+              "run.dataset_split = 'validation'",
+              "utils.get_variable_dtype.activation_dtype = 'float32'"]
+          + eval_bindings, metric=metric,
+          eval_steps=[offset + step for step in eval_steps if step <= last])
+    sweep = sweep_to(steps)
     d = model_dirs(work_dir, dataset, vocabulary)
     os.makedirs(d, exist_ok=True)
     (run_id, v, f, crossed), = sweep.runs()  # a slug: the model dir's name
     if shorter.pop((dataset, variant, seed), None):
       # run_one trains it on: T5 resumes from the model dir's last checkpoint
       # (under a constant learning rate the same optimisation; the input
-      # pipeline starts its seeded order again); without the dir, anew
+      # pipeline starts its seeded order again); without the dir, anew in
+      # the same two legs, so that every run of a table is trained alike
+      leg = evaluated_steps[(dataset, variant, seed)][-1]
       resumed = os.path.isdir(os.path.join(d, run_id))
       print("[quality] %s %s seed %d: committed to step %d, %s to %d"
-            % (dataset, variant, seed, evaluated_steps[
-                (dataset, variant, seed)][-1], "extended" if resumed else
-               "trained anew (its model dir is not on this machine)", steps),
-            flush=True)
+            % (dataset, variant, seed, leg, "extended" if resumed else
+               "trained anew in the same two legs (its model dir is not on "
+               "this machine): to %d, then on" % leg, steps), flush=True)
+      if not resumed:
+        sweep_lib.run_one(sweep_to(leg), run_id, v, f, crossed, d,
+                          log=lambda m: print(m, flush=True))
     r = sweep_lib.run_one(sweep, run_id, v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r.update(dataset=dataset, seed=seed, offset=offset, **start)
