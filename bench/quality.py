@@ -348,6 +348,62 @@ def plan(kind, data, variants, seeds, only):
   return [r for _, r in sorted(out)]
 
 
+def evaluated(r):
+  """The steps a committed run was evaluated at, counted from the start of
+  its own training ([] for a snapshot without a curve)."""
+  return [step - r.get("offset", 0) for step, _ in r.get("curve", [])]
+
+
+def off_schedule(runs, eval_every):
+  """The names of `runs` not evaluated every `eval_every` steps (any length
+  of that schedule: a dataset may be trained on further than the others)."""
+  return sorted(r["run"] for r in runs if not evaluated(r) or evaluated(r) !=
+                list(range(eval_every, eval_every * len(evaluated(r)) + 1,
+                           eval_every)))
+
+
+def merge(out, others, kinds, eval_every):
+  """{kind: its runs} of --out's results with those of `others` (the --out
+  dirs of one benchmark split across processes or machines, e.g. by
+  --variants); a run in several is taken from the one trained furthest, on a
+  tie from the first (--out's). Kinds none of them has are left out."""
+  key = lambda r: (r["dataset"], r["variant"], r["seed"])
+  found = {d: [k for k in kinds if os.path.exists(
+      os.path.join(d, "quality_%s.json" % k))] for d in others}
+  empty = [d for d, ks in found.items() if not ks]
+  if empty:
+    raise SystemExit("--merge %s: no %s there; pass the --out of a "
+                     "`quality.py %s` run" % (empty[0], " or ".join(
+                         "quality_%s.json" % k for k in kinds), kinds[0]))
+  merged = {}
+  for kind in kinds:
+    runs, sources = {}, []
+    for d in [out] + others:
+      results = benchlib.read_json(os.path.join(d, "quality_%s.json" % kind),
+                                   None)
+      if not results:
+        continue
+      sources.append((d, results["stamp"]["command"]))
+      for r in results["runs"]:
+        if key(r) not in runs or (evaluated(r)[-1:] >
+                                  evaluated(runs[key(r)])[-1:]):
+          runs[key(r)] = r
+    runs = list(runs.values())
+    vocabularies = {r.get("vocabulary") for r in runs}
+    if len(vocabularies) > 1:
+      raise SystemExit("--merge: the %s runs of %s are of more than one "
+                       "vocabulary; merge only runs of one benchmark's "
+                       "settings" % (kind, [d for d, _ in sources]))
+    other = off_schedule(runs, eval_every)
+    if other:
+      raise SystemExit("--merge: %s runs evaluated at other steps than "
+                       "every %d (e.g. %s); merge only runs of one "
+                       "benchmark's settings" % (kind, eval_every, other[:3]))
+    if runs:
+      merged[kind] = (runs, sources)
+  return merged
+
+
 def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
         committed=(), pretrained=None, pieces=None):
   """Train and evaluate `runs` in order; a run found in `committed` (the
@@ -382,13 +438,8 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
                      "vocabulary than %s (e.g. %s): pass another --out"
                      % (vocabulary and "pieces " + vocabulary[:12] or "bytes",
                         other[:3]))
-  evaluated_steps = {k: [step - r.get("offset", 0) for step, _ in r.get(
-      "curve", [])] for k, r in by_key.items()}  # (no curve: a snapshot)
-  # any length of the same schedule: a dataset may be trained on further
-  # than the others (--datasets with a larger --steps)
-  other = sorted(by_key[k]["run"] for k, s in evaluated_steps.items()
-                 if not s or s != list(range(eval_every, eval_every * len(s)
-                                             + 1, eval_every)))
+  evaluated_steps = {k: evaluated(r) for k, r in by_key.items()}
+  other = off_schedule(committed, eval_every)
   if other:
     raise SystemExit("the committed results (--out) hold runs evaluated at "
                      "other steps than every %d (e.g. %s): pass another --out "
@@ -845,6 +896,12 @@ def main(argv=None):
   p.add_argument("--work_dir", default=os.path.join(benchlib.ROOT, "runs",
                                                     "quality"),
                  help="model dirs (not committed); finished runs are reused")
+  p.add_argument("--merge", nargs="+", default=None, metavar="OUT",
+                 help="tables only, nothing trained: add the runs of these "
+                 "other --out dirs (one benchmark split across processes "
+                 "or machines, e.g. by --variants, each with its own --out) "
+                 "to --out's and rewrite its tables; a run in several is "
+                 "taken from the one trained furthest")
   args = p.parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
   with hold_tables(args.out, args.kind):
@@ -879,6 +936,33 @@ def run_stages(args):
   else:
     stages = [(args.kind, args.steps or {"lm": 3000, "cls": 2000}[args.kind],
                variants, args.seeds)]
+
+  def plan_of(kind, names, seeds):
+    return plan(kind, data, names, seeds,
+                args.datasets.split(",") if args.datasets and
+                kind != "pretrain" else None)
+
+  def planned(kind):
+    """The tables count what is done of their kind's whole plan."""
+    return list(dict.fromkeys(r for k, _, ns, ss in stages if k == kind
+                              for r in plan_of(k, ns, ss)))
+
+  if args.merge:  # tables only: nothing is trained
+    kinds = list(dict.fromkeys(k for k, _, _, _ in stages))
+    for kind, (runs, sources) in merge(args.out, args.merge, kinds,
+                                       args.eval_every).items():
+      results = os.path.join(args.out, "quality_%s.json" % kind)
+      if runs == benchlib.read_json(results, {"runs": []})["runs"]:
+        print("[quality] %s: the --merge dirs add nothing; its tables are "
+              "as they were" % kind, flush=True)
+        continue
+      # the stamp names the invocations that trained the runs merged in
+      command = "%s; merged with the runs of %s" % (info["command"], "; ".join(
+          c for d, c in sources if d != args.out))
+      steps = max(st for k, st, _, _ in stages if k == kind)
+      summarize(kind, runs, args.out, dict(info, command=command),
+                planned(kind), steps, args.dropout)
+    return
 
   pieces = (train_pieces(data, args.work_dir) if args.kind != "lm" else None)
 
@@ -915,17 +999,9 @@ def run_stages(args):
     return (os.path.join(kept, "model.ckpt-%d" % step), step,
             math.exp(-result["value"]))
 
-  def plan_of(kind, names, seeds):
-    return plan(kind, data, names, seeds,
-                args.datasets.split(",") if args.datasets and
-                kind != "pretrain" else None)
-
   for kind, steps, names, seeds in stages:
     runs = plan_of(kind, names, seeds)
-    # the tables count what is done of their kind's whole plan
-    everything = list(dict.fromkeys(
-        r for k, _, ns, ss in stages if k == kind
-        for r in plan_of(k, ns, ss)))
+    everything = planned(kind)
     results = os.path.join(args.out, "quality_%s.json" % kind)
     committed = benchlib.read_json(results, {"runs": []})["runs"]
     if kind == "pretrain" and steps > args.pretrain_steps:

@@ -645,3 +645,61 @@ def test_a_second_sweep_of_one_kind_is_refused_another_kind_runs_beside(
   beside.close()
   held.close()  # the first one done: the next may start
   quality.hold_tables(out, "lm").close()
+
+
+def test_merge_takes_the_runs_of_other_outs_and_trains_nothing(
+    tmp_path, monkeypatch):
+  """One benchmark split across processes (each with its own --out) is
+  merged into --out's tables: a run in several is taken from the one
+  trained furthest (a tie: --out's), nothing is trained, and the stamp
+  names the invocations merged in; an --out without results, or runs of
+  other settings, stop it with the fix."""
+  from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
+  quality = load_quality()
+  monkeypatch.setattr(sweep_lib, "run_one",
+                      lambda *a, **k: pytest.fail("--merge trained a run"))
+
+  def write(out, command, *runs):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "quality_lm.json"), "w") as f:
+      json.dump({"stamp": {"command": command}, "runs": [
+          dict(run="%s_%d" % (v, seed), variant=v, dataset="wikitext2",
+               seed=seed, metric="neg_log_perplexity", value=x,
+               curve=[[s, x] for s in steps], **extra)
+          for v, seed, steps, x, extra in runs]}, f)
+
+  main, side = str(tmp_path / "main"), str(tmp_path / "side")
+  write(main, "quality.py lm --variants R,vanilla",
+        ("R", 1, [250, 500], -1.5, {}), ("vanilla", 1, [250, 500], -1.4, {}))
+  write(side, "quality.py lm --variants FR --out side",
+        ("R", 1, [250, 500, 750, 1000], -1.2, {}),
+        ("FR", 1, [250, 500], -1.6, {}), ("vanilla", 1, [250, 500], -9.0, {}))
+  quality.main(["lm", "--data", str(tmp_path), "--out", main, "--merge", side,
+                "--steps", "1000"])
+  with open(os.path.join(main, "quality_lm.json")) as f:
+    merged = json.load(f)
+  by = {r["variant"]: r for r in merged["runs"]}
+  assert sorted(by) == ["FR", "R", "vanilla"]
+  assert by["R"]["curve"][-1] == [1000, -1.2]  # trained further: the side's
+  assert by["vanilla"]["value"] == -1.4  # a tie: --out's
+  assert merged["stamp"]["command"].endswith(
+      "; merged with the runs of quality.py lm --variants FR --out side")
+  md = open(os.path.join(main, "quality_lm.md")).read()
+  assert "1 of %d runs trained to step 1000" % len(
+      quality.plan("lm", str(tmp_path), None, None, None)) in md
+  with open(os.path.join(main, "quality_lm.csv")) as f:
+    assert len(f.readlines()) == 1 + 4 + 2 + 2
+
+  with pytest.raises(SystemExit, match=r"--merge .*nothing: no "
+                     r"quality_lm.json there; pass the --out of a "
+                     r"`quality.py lm` run"):
+    quality.main(["lm", "--data", str(tmp_path), "--out", main, "--merge",
+                  str(tmp_path / "nothing")])
+  write(side, "x", ("D", 1, [300, 600], -1.0, {}))
+  with pytest.raises(SystemExit, match=r"other steps than every 250 .*D_1"):
+    quality.main(["lm", "--data", str(tmp_path), "--out", main, "--merge",
+                  side])
+  write(side, "x", ("D", 1, [250], -1.0, {"vocabulary": "abc"}))
+  with pytest.raises(SystemExit, match=r"more than one vocabulary"):
+    quality.main(["lm", "--data", str(tmp_path), "--out", main, "--merge",
+                  side])
