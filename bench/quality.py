@@ -405,12 +405,14 @@ def merge(out, others, kinds, eval_every):
 
 
 def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
-        committed=(), pretrained=None, pieces=None):
+        committed=(), pretrained=None, pieces=None, in_legs=False):
   """Train and evaluate `runs` in order; a run found in `committed` (the
   results JSON of an earlier invocation, with the same eval steps) is taken
   from there, so the benchmark resumes from what was committed even on a
   machine without the earlier model dirs; one committed with fewer steps
-  (the same eval steps so far) is trained on from its model dir to `steps`.
+  (the same eval steps so far) is trained on from its model dir to `steps`,
+  or without it anew: in one leg, or with in_legs in the same two as one
+  trained on (to its committed step, then on).
   pretrained: fn(variant, seed) ->
   (checkpoint, its step, its validation perplexity), for the finetune kind's
   /pretrained rows. pieces:
@@ -500,15 +502,15 @@ def run(kind, data, runs, steps, eval_every, dropout, work_dir, on_result,
     if shorter.pop((dataset, variant, seed), None):
       # run_one trains it on: T5 resumes from the model dir's last checkpoint
       # (under a constant learning rate the same optimisation; the input
-      # pipeline starts its seeded order again); without the dir, anew in
-      # the same two legs, so that every run of a table is trained alike
+      # pipeline starts its seeded order again); without the dir, anew
       leg = evaluated_steps[(dataset, variant, seed)][-1]
       resumed = os.path.isdir(os.path.join(d, run_id))
       print("[quality] %s %s seed %d: committed to step %d, %s to %d"
             % (dataset, variant, seed, leg, "extended" if resumed else
-               "trained anew in the same two legs (its model dir is not on "
-               "this machine): to %d, then on" % leg, steps), flush=True)
-      if not resumed:
+               "trained anew (its model dir is not on this machine)%s" % (
+                   " in the same two legs: to %d, then on" % leg
+                   if in_legs else ""), steps), flush=True)
+      if in_legs and not resumed:
         sweep_lib.run_one(sweep_to(leg), run_id, v, f, crossed, d,
                           log=lambda m: print(m, flush=True))
     r = sweep_lib.run_one(sweep, run_id, v, f, crossed, d,
@@ -1022,7 +1024,10 @@ def run_stages(args):
         functools.partial(summarize, kind, out=args.out, info=info,
                           planned=everything, steps=steps,
                           dropout=args.dropout),
-        committed, pretrained, pieces)
+        committed, pretrained, pieces,
+        # the pretraining table's seeds are all trained in two legs (seed 1
+        # from its kept checkpoint where its model dir is gone)
+        in_legs=kind == "pretrain")
 
 
 if __name__ == "__main__":

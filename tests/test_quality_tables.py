@@ -284,22 +284,27 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
     assert "other steps than every 2" in str(e), e
     assert "pass another --out" in str(e), e
   # a shorter committed run whose model dir is not here: the log says it is
-  # trained anew, not extended, and in the same two legs as one extended (to
-  # its committed step, then on), each evaluated at its own steps
-  capsys.readouterr()
+  # trained anew, not extended, in one leg; with in_legs (the pretraining
+  # table) in the same two as one extended (to its committed step, then
+  # on), each evaluated at its own steps
   legs = []
   monkeypatch.setattr(
       sweep_lib, "run_one", lambda sweep, run_id, variant, *a, **k:
       legs.append(([b for b in sweep.bindings if "train_steps" in b],
                    sweep.eval_steps)) or result(variant, [2, 4]))
-  quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
-              str(tmp_path / "elsewhere"), written.append,
-              committed=[result("R", [2])])
-  assert ("R seed 1: committed to step 2, trained anew in the same two legs "
-          "(its model dir is not on this machine): to 2, then on to 4"
-          ) in capsys.readouterr().out
-  assert legs == [(["utils.run.train_steps = 2"], [2]),
-                  (["utils.run.train_steps = 4"], [2, 4])], legs
+  for in_legs, said, trained in (
+      (False, "", [(["utils.run.train_steps = 4"], [2, 4])]),
+      (True, " in the same two legs: to 2, then on",
+       [(["utils.run.train_steps = 2"], [2]),
+        (["utils.run.train_steps = 4"], [2, 4])])):
+    capsys.readouterr()
+    legs.clear()
+    quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
+                str(tmp_path / "elsewhere"), written.append,
+                committed=[result("R", [2])], in_legs=in_legs)
+    assert ("R seed 1: committed to step 2, trained anew (its model dir is "
+            "not on this machine)%s to 4" % said) in capsys.readouterr().out
+    assert legs == trained, legs
 
 
 def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
