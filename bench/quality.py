@@ -357,27 +357,27 @@ def evaluated(r):
 def off_schedule(runs, eval_every):
   """The names of `runs` not evaluated every `eval_every` steps (any length
   of that schedule: a dataset may be trained on further than the others)."""
-  return sorted(r["run"] for r in runs if not evaluated(r) or evaluated(r) !=
-                list(range(eval_every, eval_every * len(evaluated(r)) + 1,
-                           eval_every)))
+  steps = [(r["run"], evaluated(r)) for r in runs]
+  return sorted(run for run, s in steps if not s or s != list(
+      range(eval_every, eval_every * len(s) + 1, eval_every)))
 
 
 def merge(out, others, kinds, eval_every):
-  """{kind: its runs} of --out's results with those of `others` (the --out
+  """{kind: (its runs, [(dir, command)], whether another dir added or
+  extended a run)} of --out's results with those of `others` (the --out
   dirs of one benchmark split across processes or machines, e.g. by
   --variants); a run in several is taken from the one trained furthest, on a
   tie from the first (--out's). Kinds none of them has are left out."""
   key = lambda r: (r["dataset"], r["variant"], r["seed"])
-  found = {d: [k for k in kinds if os.path.exists(
-      os.path.join(d, "quality_%s.json" % k))] for d in others}
-  empty = [d for d, ks in found.items() if not ks]
+  empty = [d for d in others if not any(os.path.exists(
+      os.path.join(d, "quality_%s.json" % k)) for k in kinds)]
   if empty:
     raise SystemExit("--merge %s: no %s there; pass the --out of a "
                      "`quality.py %s` run" % (empty[0], " or ".join(
                          "quality_%s.json" % k for k in kinds), kinds[0]))
   merged = {}
   for kind in kinds:
-    runs, sources = {}, []
+    runs, sources, changed = {}, [], False
     for d in [out] + others:
       results = benchlib.read_json(os.path.join(d, "quality_%s.json" % kind),
                                    None)
@@ -388,6 +388,7 @@ def merge(out, others, kinds, eval_every):
         if key(r) not in runs or (evaluated(r)[-1:] >
                                   evaluated(runs[key(r)])[-1:]):
           runs[key(r)] = r
+          changed = changed or d != out
     runs = list(runs.values())
     vocabularies = {r.get("vocabulary") for r in runs}
     if len(vocabularies) > 1:
@@ -400,7 +401,7 @@ def merge(out, others, kinds, eval_every):
                        "every %d (e.g. %s); merge only runs of one "
                        "benchmark's settings" % (kind, eval_every, other[:3]))
     if runs:
-      merged[kind] = (runs, sources)
+      merged[kind] = (runs, sources, changed)
   return merged
 
 
@@ -951,10 +952,9 @@ def run_stages(args):
 
   if args.merge:  # tables only: nothing is trained
     kinds = list(dict.fromkeys(k for k, _, _, _ in stages))
-    for kind, (runs, sources) in merge(args.out, args.merge, kinds,
-                                       args.eval_every).items():
-      results = os.path.join(args.out, "quality_%s.json" % kind)
-      if runs == benchlib.read_json(results, {"runs": []})["runs"]:
+    for kind, (runs, sources, changed) in merge(
+        args.out, args.merge, kinds, args.eval_every).items():
+      if not changed:
         print("[quality] %s: the --merge dirs add nothing; its tables are "
               "as they were" % kind, flush=True)
         continue
