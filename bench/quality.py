@@ -726,10 +726,35 @@ def ranking_by_step(curves, ds, lower):
   return ("Ranking (best first) by step; unchanged from step %s on. The pairs "
           "of rows that the seed spread separates (every seed of one ahead of "
           "every seed of the other; rows with 2 seeds or more): %d of %d at "
-          "the last step, the same pairs the same way round from step %s on."
-          "\n\n| step | ranking |\n|---:|---|\n%s\n" % (
+          "the last step, the same pairs the same way round from step %s on. "
+          "%s\n\n| step | ranking |\n|---:|---|\n%s\n" % (
               unchanged_since(steps, orders), len(separated[-1]), pairs,
-              unchanged_since(steps, separated), "\n".join(lines)))
+              unchanged_since(steps, separated),
+              changed_sides(steps, separated), "\n".join(lines)))
+
+
+def changed_sides(steps, separated, shown=6):
+  """The pairs that crossed outside the spread: one row ahead of the other
+  at an evaluation and behind it at a later one, every seed both times (a
+  pair leaving or entering the spread is not a crossing); each pair at its
+  last crossing, latest first. separated: per step, {(a, b, status)}."""
+  side, last = {}, {}
+  for step, now in zip(steps, separated):
+    for a, b, status in now:
+      if side.get((a, b), status) != status:
+        last[(a, b)] = step
+      side[(a, b)] = status
+  if not last:
+    return "No pair changed sides outside the spread."
+  latest = sorted(last.items(), key=lambda kv: (-kv[1], kv[0]))
+  return ("Pairs that changed sides outside the spread (one ahead of the "
+          "other at an evaluation, behind it at a later one): %d, latest "
+          "first: %s%s." % (
+              len(latest),
+              "; ".join("%s and %s at %d" % (a, b, step)
+                        for (a, b), step in latest[:shown]),
+              "" if len(latest) <= shown else
+              "; %d more" % (len(latest) - shown)))
 
 
 # One panel per group of rows (those the curves have), so that 24 LM rows stay

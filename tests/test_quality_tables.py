@@ -126,11 +126,32 @@ def test_ranking_settles_by_means_and_by_the_spread():
   assert "2 of 3 at the last step, the same pairs the same way round from " \
          "step 3 on" in text
   assert "| 3 | A 3.05 > E 3.12 > B 3.55 > C 7.00 |" in text
+  # B ahead of A at step 1, behind at 2; B ahead of E at 1, within the spread
+  # at 2, behind at 3; A ahead of E at 1, then within: no crossing
+  assert "changed sides outside the spread (one ahead of the other at an " \
+         "evaluation, behind it at a later one): 2, latest first: B and E " \
+         "at 3; A and B at 2." in text
   # half way through training on (A's seed 1 at step 4, the others not
   # yet): the ranking stays at the steps every seed of every row has
   longer = {**CURVES, ("d", "A"): {1: {**CURVES[("d", "A")][1], 4: 1.0},
                                     2: CURVES[("d", "A")][2]}}
   assert quality.ranking_by_step(longer, "d", True) == text
+
+
+def test_changed_sides_lists_the_latest_crossings_first_and_says_none():
+  quality = load_quality()
+  steps = [1, 2, 3, 4]
+  separated = [{("a", "b", "holds"), ("c", "d", "reversed")},
+               {("a", "b", "reversed")},
+               {("a", "b", "holds"), ("c", "d", "holds")},
+               {("c", "d", "holds")}]
+  assert quality.changed_sides(steps, separated, shown=1) == (
+      "Pairs that changed sides outside the spread (one ahead of the other at "
+      "an evaluation, behind it at a later one): 2, latest first: a and b at "
+      "3; 1 more.")
+  assert quality.changed_sides(steps, [set(), {("a", "b", "holds")}, set(),
+                                       {("a", "b", "holds")}]) == (
+      "No pair changed sides outside the spread.")
 
 
 def test_orderings_name_rows_the_tables_have():
