@@ -5,12 +5,14 @@ import importlib
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 
 import pytest
 
 BENCH = os.path.join(os.path.dirname(__file__), "..", "bench")
+COMMITTED = os.path.join(BENCH, "results", "quality")
 # a decoder-only model small enough to build in a second
 TINY_LM = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
            "num_layers = 2", "max_length = 8",
@@ -18,14 +20,15 @@ TINY_LM = ["d_model = 16", "d_ff = 32", "num_heads = 2", "d_kv = 8",
            "utils.run.model_type = 'lm'"]
 
 
-def load_quality():
+def bench_module(name):
+  """One of bench/'s modules, imported as quality.py imports them."""
   if BENCH not in sys.path:  # as when run as a script: bench/ on the path
     sys.path.insert(0, BENCH)
-  return importlib.import_module("quality")
+  return importlib.import_module(name)
 
 
 def write_wikitext(data):
-  """The LM's two files under `data`, enough for quality.run to start."""
+  """The LM's two files under `data`, enough for runs_lib.run to start."""
   wiki = data / "wikitext2"
   wiki.mkdir()
   for name in ("wiki.test.tokens", "wiki.valid.tokens"):
@@ -42,10 +45,11 @@ CURVES = {
 
 
 def test_orderings_claim_only_outside_the_seed_spread():
-  quality = load_quality()
-  pairs = quality.tier_pairs([["A"], ["B", "E"], ["C"]])
+  rows_lib = bench_module("quality_rows")
+  report = bench_module("quality_report")
+  pairs = rows_lib.tier_pairs([["A"], ["B", "E"], ["C"]])
   assert pairs == [("A", "B"), ("A", "E"), ("A", "C"), ("B", "C"), ("E", "C")]
-  text = quality.orderings(CURVES, "d", True, "a source", pairs)
+  text = report.orderings(CURVES, "d", True, "a source", pairs)
   rows = [line for line in text.splitlines() if " ahead of " in line]
   assert rows == [
       # A below B at every seed from step 2 (at step 1 the reverse)
@@ -58,17 +62,18 @@ def test_orderings_claim_only_outside_the_seed_spread():
   ]
   assert "1 hold, 0 reversed, 4 within the spread" in text
   # higher is better: the same numbers read as accuracies reverse A and B
-  text = quality.orderings(CURVES, "d", False, "s", [("A", "B")])
+  text = report.orderings(CURVES, "d", False, "s", [("A", "B")])
   assert "| A ahead of B | reversed at 3 | 2 |" in text
 
 
 def test_each_finetuned_row_is_checked_against_itself_from_scratch():
   """Pretraining's premise is one pair per variant (X/pretrained ahead of
   X/scratch), not every pretrained row against every scratch row."""
-  quality = load_quality()
-  orders = dict(quality.ORDERS["finetune"]["sst2"])
-  superglue = orders[quality.NARANG_SUPERGLUE[0]]
-  helps = orders[quality.PRETRAINING_HELPS[0]]
+  rows_lib = bench_module("quality_rows")
+  report = bench_module("quality_report")
+  orders = dict(rows_lib.ORDERS["finetune"]["sst2"])
+  superglue = orders[rows_lib.NARANG_SUPERGLUE[0]]
+  helps = orders[rows_lib.PRETRAINING_HELPS[0]]
   assert sorted(helps) == sorted((v + "/pretrained", v + "/scratch") for v in
                                  ["vanilla", "R", "FR", "D", "R+V", "D+V"])
   # Narang et al.'s SuperGLUE order compares the /pretrained rows only
@@ -79,7 +84,7 @@ def test_each_finetuned_row_is_checked_against_itself_from_scratch():
   curves = {("sst2", "R/pretrained"): {1: {250: 80.0}, 2: {250: 79.0}},
             ("sst2", "R/scratch"): {1: {250: 78.0}, 2: {250: 78.5}},
             ("sst2", "D/pretrained"): {1: {250: 70.0}, 2: {250: 79.0}}}
-  text = quality.orderings(curves, "sst2", False, "s", helps)
+  text = report.orderings(curves, "sst2", False, "s", helps)
   rows = [line for line in text.splitlines() if " ahead of " in line]
   assert rows == ["| R/pretrained ahead of R/scratch | holds at 250 | 250 |"]
 
@@ -88,7 +93,7 @@ def test_the_papers_pretrain_finetune_tables_are_checked_as_published():
   """The pairs the tables check for the paper's Tables 4-6, against every
   pair the published scores order (ties give no pair); SST-2 alone gets
   Table 5's SST column, and both finetuning datasets its overall order."""
-  quality = load_quality()
+  rows_lib = bench_module("quality_rows")
 
   def pairs(scores, lower):  # every (a, b) with a strictly better
     return sorted((a, b) for a in scores for b in scores
@@ -101,27 +106,27 @@ def test_the_papers_pretrain_finetune_tables_are_checked_as_published():
   superglue = {"R+V": 72.2, "vanilla": 70.3, "D+V": 69.7, "R": 61.1,
                "D": 58.5}
   sst = {"D+V": 92.4, "vanilla": 92.2, "R+V": 92.2, "R": 91.2, "D": 89.9}
-  (_, t4), _ = quality.ORDERS["pretrain"]["span_corruption"]
+  (_, t4), _ = rows_lib.ORDERS["pretrain"]["span_corruption"]
   assert sorted(t4) == pairs(table4, lower=True)
   assert pairs(glue, False) == pairs(superglue, False)
   suffixed = lambda ps: sorted((a + "/pretrained", b + "/pretrained")
                                for a, b in ps)
   for ds in ("sst2", "ag_news"):
-    orders = dict(quality.ORDERS["finetune"][ds])
-    assert sorted(orders[quality.PAPER_T5_T6[0]]) == suffixed(
+    orders = dict(rows_lib.ORDERS["finetune"][ds])
+    assert sorted(orders[rows_lib.PAPER_T5_T6[0]]) == suffixed(
         pairs(glue, False))
-  sst2 = dict(quality.ORDERS["finetune"]["sst2"])
-  assert sorted(sst2[quality.PAPER_T5_SST[0]]) == suffixed(pairs(sst, False))
-  assert quality.PAPER_T5_SST[0] not in dict(
-      quality.ORDERS["finetune"]["ag_news"])
+  sst2 = dict(rows_lib.ORDERS["finetune"]["sst2"])
+  assert sorted(sst2[rows_lib.PAPER_T5_SST[0]]) == suffixed(pairs(sst, False))
+  assert rows_lib.PAPER_T5_SST[0] not in dict(
+      rows_lib.ORDERS["finetune"]["ag_news"])
 
 
 def test_ranking_settles_by_means_and_by_the_spread():
   """The order of means settles at step 2 (A > E > B > C); the pairs the
   spread separates change until step 3 (A ahead of B from step 2, E ahead of
   B only at 3; C has one seed and no spread)."""
-  quality = load_quality()
-  text = quality.ranking_by_step(CURVES, "d", True)
+  report = bench_module("quality_report")
+  text = report.ranking_by_step(CURVES, "d", True)
   assert "unchanged from step 2 on" in text
   assert "2 of 3 at the last step, the same pairs the same way round from " \
          "step 3 on" in text
@@ -135,43 +140,43 @@ def test_ranking_settles_by_means_and_by_the_spread():
   # yet): the ranking stays at the steps every seed of every row has
   longer = {**CURVES, ("d", "A"): {1: {**CURVES[("d", "A")][1], 4: 1.0},
                                     2: CURVES[("d", "A")][2]}}
-  assert quality.ranking_by_step(longer, "d", True) == text
+  assert report.ranking_by_step(longer, "d", True) == text
 
 
 def test_changed_sides_lists_the_latest_crossings_first_and_says_none():
-  quality = load_quality()
+  report = bench_module("quality_report")
   steps = [1, 2, 3, 4]
   separated = [{("a", "b", "holds"), ("c", "d", "reversed")},
                {("a", "b", "reversed")},
                {("a", "b", "holds"), ("c", "d", "holds")},
                {("c", "d", "holds")}]
-  assert quality.changed_sides(steps, separated, shown=1) == (
+  assert report.changed_sides(steps, separated, shown=1) == (
       "Pairs that changed sides outside the spread (one ahead of the other at "
       "an evaluation, behind it at a later one): 2, latest first: a and b at "
       "3; 1 more.")
-  assert quality.changed_sides(steps, [set(), {("a", "b", "holds")}, set(),
+  assert report.changed_sides(steps, [set(), {("a", "b", "holds")}, set(),
                                        {("a", "b", "holds")}]) == (
       "No pair changed sides outside the spread.")
 
 
 def test_orderings_name_rows_the_tables_have():
   """Every row a published order names is a row of its benchmark."""
-  quality = load_quality()
-  for kind, by_dataset in quality.ORDERS.items():
+  rows_lib = bench_module("quality_rows")
+  for kind, by_dataset in rows_lib.ORDERS.items():
     for sources in by_dataset.values():
       for _, pairs in sources:
         for row in (v for pair in pairs for v in pair):
-          assert row in quality.VARIANTS[kind], (kind, row)
+          assert row in rows_lib.VARIANTS[kind], (kind, row)
 
 
 def test_bias_rows_add_t5s_relative_bias():
   """The LM's /bias rows give Dense T5's relative position bias, which the
   plain rows do not have (T5's stacks have no absolute positions)."""
   from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  rows_lib = bench_module("quality_rows")
   for row, has_bias in [("vanilla", True), ("D", False), ("D/bias", True),
                         ("D+V", False), ("D+V/bias", True)]:
-    gin_file, bindings = quality.LM_VARIANTS[row]
+    gin_file, bindings = rows_lib.LM_VARIANTS[row]
     names = model_graph.build_variables(
         ["models/t5.1.1.tiny.gin", gin_file], bindings + TINY_LM)
     assert any("relative_attention_bias" in n for n in names) == has_bias, (
@@ -184,10 +189,10 @@ def test_stock_rows_take_the_releases_init_and_table():
   the run's rows use the first max_length x max_length."""
   import gin  # pylint: disable=g-import-not-at-top
   from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  rows_lib = bench_module("quality_rows")
   for row, stddev, size in [("R", None, 8), ("R/stock_init", 0.00275, 8),
                             ("R/stock_table", 0.00275, 512)]:
-    gin_file, bindings = quality.LM_VARIANTS[row]
+    gin_file, bindings = rows_lib.LM_VARIANTS[row]
     names = model_graph.build_variables(  # the row's bindings come last
         ["models/t5.1.1.tiny.gin", gin_file], TINY_LM + bindings)
     shapes = [shape for n, (shape, _) in names.items() if n.endswith("/R")]
@@ -204,9 +209,9 @@ def test_shared_w2_row_gives_dense_one_w2_for_every_head():
   """D/shared_w2: Dense's W2 as the release has it, [d_kv, max_length], not
   one per head."""
   from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  rows_lib = bench_module("quality_rows")
   for row, shape in [("D", [16, 8]), ("D/shared_w2", [8, 8])]:
-    gin_file, bindings = quality.LM_VARIANTS[row]
+    gin_file, bindings = rows_lib.LM_VARIANTS[row]
     names = model_graph.build_variables(
         ["models/t5.1.1.tiny.gin", gin_file], TINY_LM + bindings)
     shapes = [s for n, (s, _) in names.items() if n.endswith("dense/W2")]
@@ -217,24 +222,24 @@ def test_plan_gives_the_main_rows_three_seeds_in_every_table():
   """Issue 12's seeds: 3 for vanilla, R, FR, D, R+V and D+V (finetuned too,
   from the one seed-1 pretraining), 2 for the rest; seed by seed, every
   row's first two before any third seed and the stock rows."""
-  quality = load_quality()
-  cls = quality.plan("cls", "data", ["R", "FR+V", "stock_R"], None,
+  runs_lib = bench_module("quality_runs")
+  cls = runs_lib.plan("cls", "data", ["R", "FR+V", "stock_R"], None,
                      ["sst2"])
   assert cls == [("sst2", "R", 1), ("sst2", "FR+V", 1), ("sst2", "R", 2),
                  ("sst2", "FR+V", 2), ("sst2", "R", 3), ("sst2", "stock_R", 1),
                  ("sst2", "stock_R", 2)]
-  lm = quality.plan("lm", "data", ["R/unpacked", "D+V/bias"], None, None)
+  lm = runs_lib.plan("lm", "data", ["R/unpacked", "D+V/bias"], None, None)
   assert [s for _, _, s in lm] == [1, 1, 2, 2]
-  fine = quality.plan("finetune", "data", ["D+V/pretrained", "D+V/scratch"],
+  fine = runs_lib.plan("finetune", "data", ["D+V/pretrained", "D+V/scratch"],
                       None, ["ag_news"])
   assert [(v, s) for _, v, s in fine] == [
       ("D+V/pretrained", 1), ("D+V/scratch", 1), ("D+V/pretrained", 2),
       ("D+V/scratch", 2), ("D+V/pretrained", 3), ("D+V/scratch", 3)], fine
-  assert quality.plan("pretrain", "data", ["D+V"], None, None) == [
+  assert runs_lib.plan("pretrain", "data", ["D+V"], None, None) == [
       ("span_corruption", "D+V", s) for s in (1, 2, 3)]
-  assert quality.plan("pretrain", "data", ["D+V"], [1], None) == [
+  assert runs_lib.plan("pretrain", "data", ["D+V"], [1], None) == [
       ("span_corruption", "D+V", 1)]
-  assert [s for _, _, s in quality.plan("cls", "data", ["R"], [4, 5],
+  assert [s for _, _, s in runs_lib.plan("cls", "data", ["R"], [4, 5],
                                         ["sst2"])] == [4, 5]
 
 
@@ -244,7 +249,7 @@ def test_tables_keep_committed_runs_that_the_plan_reaches_later(
   earlier invocation for a subset): the tables written after it still hold
   them, so a benchmark stopped there loses none."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  runs_lib = bench_module("quality_runs")
   write_wikitext(tmp_path)
 
   def result(variant, seed=1):
@@ -255,7 +260,7 @@ def test_tables_keep_committed_runs_that_the_plan_reaches_later(
   monkeypatch.setattr(sweep_lib, "run_one",
                       lambda sweep, run_id, variant, *a, **k: result(variant))
   written = []
-  quality.run("lm", str(tmp_path), [("wikitext2", v, 1) for v in (
+  runs_lib.run("lm", str(tmp_path), [("wikitext2", v, 1) for v in (
       "R", "stock_R", "FR", "D/bias")], 4, 2, 0.1, str(tmp_path / "runs"),
               lambda rows: written.append(sorted(r["variant"] for r in rows)),
               committed=[result("stock_R"), result("D/bias")])
@@ -270,7 +275,8 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
   committed, none is retrained or cut; runs evaluated on another schedule
   stop the benchmark with the fix."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  report = bench_module("quality_report")
+  runs_lib = bench_module("quality_runs")
   write_wikitext(tmp_path)
   trained = []
 
@@ -283,21 +289,21 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
       trained.append(variant) or result(variant, [2, 4]))
   written = []
   longer = [result("R", [2, 4, 6, 8]), result("FR", [2, 4, 6, 8])]
-  quality.run("lm", str(tmp_path), [("wikitext2", v, 1) for v in (
+  runs_lib.run("lm", str(tmp_path), [("wikitext2", v, 1) for v in (
       "vanilla", "R")], 4, 2, 0.1, str(tmp_path / "runs"), written.append,
               committed=longer)
   assert trained == ["vanilla"]
   assert sorted((r["variant"], len(r["curve"])) for r in written[-1]) == [
       ("FR", 4), ("R", 4), ("vanilla", 2)]
   # the header counts the plan's runs apart from the others in the tables
-  quality.summarize("lm", written[-1], str(tmp_path), dict.fromkeys(
+  report.summarize("lm", written[-1], str(tmp_path), dict.fromkeys(
       ["command", "commit", "date", "machine"], "x"),
                     [("wikitext2", v, 1) for v in ("vanilla", "R")], 4, 0.1)
   md = (tmp_path / "quality_lm.md").read_text()
   assert ("2 of 2 runs trained to step 4 or further (and 1 committed before, "
           "outside this invocation's plan)") in md, md[:600]
   try:
-    quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
+    runs_lib.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
                 str(tmp_path / "runs"), written.append,
                 committed=[result("FR", [3, 6])])
     raise AssertionError("not stopped")
@@ -320,7 +326,7 @@ def test_runs_trained_further_are_kept_and_other_schedules_stop(
         (["utils.run.train_steps = 4"], [2, 4])])):
     capsys.readouterr()
     legs.clear()
-    quality.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
+    runs_lib.run("lm", str(tmp_path), [("wikitext2", "R", 1)], 4, 2, 0.1,
                 str(tmp_path / "elsewhere"), written.append,
                 committed=[result("R", [2])], in_legs=in_legs)
     assert ("R seed 1: committed to step 2, trained anew (its model dir is "
@@ -333,7 +339,7 @@ def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
   steps: its mean and best are taken up to the last step all seeds have (not
   one seed at 8 beside another at 4), and the header does not count the
   shorter runs as finished."""
-  quality = load_quality()
+  report = bench_module("quality_report")
 
   def result(seed, curve):
     return {"run": "R_%d" % seed, "variant": "R", "dataset": "wikitext2",
@@ -342,7 +348,7 @@ def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
   # neg log perplexity: perplexity e^2 and e^1 at step 4, seed 1 e^0.5 at 8
   runs = [result(1, [[4, -2.0], [8, -0.5]]), result(2, [[4, -1.0]]),
           dict(result(1, [[s, 0.0] for s in range(2, 12, 2)]), variant="FR")]
-  quality.summarize("lm", runs, str(tmp_path), dict.fromkeys(
+  report.summarize("lm", runs, str(tmp_path), dict.fromkeys(
       ["command", "commit", "date", "machine"], "x"),
                     [("wikitext2", v, s) for v, s in (("R", 1), ("R", 2),
                                                       ("FR", 1))], 8, 0.1)
@@ -358,13 +364,13 @@ def test_a_row_half_trained_on_is_compared_where_all_its_seeds_are(tmp_path):
 def test_tables_average_each_runs_last_evaluations(tmp_path):
   """The window column: each seed's mean over its last WINDOW (4)
   evaluations, then mean (min-max) over the seeds."""
-  quality = load_quality()
+  report = bench_module("quality_report")
   # accuracy i% (seed 1) and 2i% (seed 2) at step 250 i, i = 1..8
   runs = [{"run": "A_%d" % seed, "variant": "A", "dataset": "sst2",
            "seed": seed, "metric": "accuracy",
            "curve": [[250 * i, seed * i / 100.0] for i in range(1, 9)]}
           for seed in (1, 2)]
-  quality.summarize("cls", runs, str(tmp_path), dict.fromkeys(
+  report.summarize("cls", runs, str(tmp_path), dict.fromkeys(
       ["command", "commit", "date", "machine"], "x"),
                     [("sst2", "A", 1), ("sst2", "A", 2)], 2000, 0.1)
   md = (tmp_path / "quality_cls.md").read_text()
@@ -376,14 +382,14 @@ def test_tables_average_each_runs_last_evaluations(tmp_path):
 def test_perplexity_is_named_per_byte_or_per_word_piece(tmp_path):
   """The LM reads bytes, span corruption word pieces: its table once said
   'per byte'."""
-  quality = load_quality()
+  report = bench_module("quality_report")
   stamp = dict.fromkeys(["command", "commit", "date", "machine"], "x")
   for kind, dataset, unit in [("lm", "wikitext2", "per byte"),
                               ("pretrain", "span_corruption",
                                "per target word piece")]:
     runs = [{"run": "A_1", "variant": "A", "dataset": dataset, "seed": 1,
              "metric": "m", "curve": [[250, -1.0]]}]
-    quality.summarize(kind, runs, str(tmp_path), stamp, [(dataset, "A", 1)],
+    report.summarize(kind, runs, str(tmp_path), stamp, [(dataset, "A", 1)],
                       250, 0.1)
     md = (tmp_path / ("quality_%s.md" % kind)).read_text()
     assert "validation perplexity %s" % unit in md, (kind, md[:400])
@@ -395,7 +401,7 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
   benchmark with the fix; model dirs of different pieces are apart, so no
   checkpoint of another vocabulary is resumed."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  runs_lib = bench_module("quality_runs")
   write_wikitext(tmp_path)
   dirs = []
 
@@ -411,7 +417,7 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
                             (None, [old]),
                             (("p.model", "b" * 64), [dict(old, vocabulary=None)])]:
     try:
-      quality.run("pretrain", str(tmp_path), [("span_corruption", "R", 1)], 2,
+      runs_lib.run("pretrain", str(tmp_path), [("span_corruption", "R", 1)], 2,
                   2, 0.1, str(tmp_path / "runs"), lambda rows: None,
                   committed=committed, pieces=pieces)
       raise AssertionError("not stopped: %s" % (pieces,))
@@ -420,7 +426,7 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
       assert "pass another --out" in str(e), e
   written = []
   for sha in ("a" * 64, "b" * 64):
-    quality.run("pretrain", str(tmp_path), [("span_corruption", "R", 1)], 2,
+    runs_lib.run("pretrain", str(tmp_path), [("span_corruption", "R", 1)], 2,
                 2, 0.1, str(tmp_path / "runs"), written.extend,
                 pieces=("p.model", sha))
   assert [r["vocabulary"] for r in written] == ["a" * 64, "b" * 64]
@@ -431,14 +437,14 @@ def test_runs_of_another_vocabulary_are_not_taken_or_resumed(
 def pretrain_data(data, monkeypatch):
   """The files `pretrain` reads under `data` (one row each), its word
   pieces stubbed. -> the quality module."""
-  quality = load_quality()
+  quality = bench_module("quality")
   write_wikitext(data)
   (data / "sst2").mkdir()
   for name in ("train.tsv", "dev.tsv"):
     (data / "sst2" / name).write_text("sentence\tlabel\nok\t1\n")
   (data / "ag_news").mkdir()
   (data / "ag_news" / "test.csv").write_text('"1","a","b"\n')
-  monkeypatch.setattr(quality, "train_pieces",
+  monkeypatch.setattr(bench_module("quality_data"), "train_pieces",
                       lambda data, work_dir: ("p.model", "c" * 64))
   return quality
 
@@ -615,38 +621,39 @@ def test_the_pretraining_table_trains_every_seed_on_from_where_it_was(
 def test_every_row_is_drawn_in_one_panel():
   """The plot splits rows into panels: none is left out or drawn twice, and
   each row's colour is that of the variant of ours it changes."""
-  quality = load_quality()
-  for kind, rows in quality.VARIANTS.items():
+  rows_lib = bench_module("quality_rows")
+  report = bench_module("quality_report")
+  for kind, rows in rows_lib.VARIANTS.items():
     for row in rows:
-      panels = [title for title, member, _ in quality.PANELS if member(row)]
+      panels = [title for title, member, _ in report.PANELS if member(row)]
       assert len(panels) == 1, (kind, row, panels)
-  assert quality.base("stock_R+V/unpacked") == "R+V"
-  assert quality.base("D/bias") == "D"
-  assert quality.base("vanilla/pretrained") == "vanilla"
+  assert report.base("stock_R+V/unpacked") == "R+V"
+  assert report.base("D/bias") == "D"
+  assert report.base("vanilla/pretrained") == "vanilla"
 
 
 def test_a_panel_title_names_only_the_line_styles_it_draws():
   """SST-2's panel of mesh-tensorflow's rows (none unpacked) once read
   "dashed: unpacked" over no dashed line, and did not say what the dotted
   lines were."""
-  quality = load_quality()
-  (title, _, dashed), = [p for p in quality.PANELS if p[1]("stock_R")]
-  assert quality.panel_title(title, dashed, ["stock_R", "stock_D"],
+  report = bench_module("quality_report")
+  (title, _, dashed), = [p for p in report.PANELS if p[1]("stock_R")]
+  assert report.panel_title(title, dashed, ["stock_R", "stock_D"],
                              ["vanilla", "R"]) == (
                                  "mesh-tensorflow's Synthesizer "
                                  "(dotted: vanilla, R)")
-  assert quality.panel_title(title, dashed, ["stock_R", "stock_R/unpacked"],
+  assert report.panel_title(title, dashed, ["stock_R", "stock_R/unpacked"],
                              []) == (
                                  "mesh-tensorflow's Synthesizer "
                                  "(dashed: unpacked)")
-  (title, _, dashed), = [p for p in quality.PANELS if p[1]("R")]
-  assert quality.panel_title(title, dashed, ["R"], []) == "the paper's rows"
+  (title, _, dashed), = [p for p in report.PANELS if p[1]("R")]
+  assert report.panel_title(title, dashed, ["R"], []) == "the paper's rows"
 
 
 def test_a_results_file_is_written_whole_or_not_at_all(tmp_path):
   """The sweep rewrites its JSON after every run; one stopped (or failing)
   while writing must leave the last complete file, not a truncated one."""
-  load_quality()  # bench/ on the path
+  bench_module("quality")  # bench/ on the path
   benchlib = importlib.import_module("benchlib")
   path = str(tmp_path / "quality_lm.json")
   benchlib.write_json(path, {"runs": [1, 2]})
@@ -661,16 +668,17 @@ def test_a_second_sweep_of_one_kind_is_refused_another_kind_runs_beside(
   """Each invocation rewrites its kind's tables from the runs it has: a
   second lm beside a running lm would drop the first one's runs, so it
   stops with the fix; pretrain beside lm (other tables) is let through."""
-  quality = load_quality()
+  runs_lib = bench_module("quality_runs")
+  quality = bench_module("quality")
   out = str(tmp_path)
-  held = quality.hold_tables(out, "lm")
+  held = runs_lib.hold_tables(out, "lm")
   with pytest.raises(SystemExit, match=r"another `quality.py lm` is writing "
                      r"its tables in .*pass another --out"):
     quality.main(["lm", "--out", out, "--work_dir", str(tmp_path / "runs")])
-  beside = quality.hold_tables(out, "pretrain")
+  beside = runs_lib.hold_tables(out, "pretrain")
   beside.close()
   held.close()  # the first one done: the next may start
-  quality.hold_tables(out, "lm").close()
+  runs_lib.hold_tables(out, "lm").close()
 
 
 def test_merge_takes_the_runs_of_other_outs_and_trains_nothing(
@@ -681,7 +689,8 @@ def test_merge_takes_the_runs_of_other_outs_and_trains_nothing(
   names the invocations merged in; an --out without results, or runs of
   other settings, stop it with the fix."""
   from synth_mtf import sweep as sweep_lib  # pylint: disable=g-import-not-at-top
-  quality = load_quality()
+  runs_lib = bench_module("quality_runs")
+  quality = bench_module("quality")
   monkeypatch.setattr(sweep_lib, "run_one",
                       lambda *a, **k: pytest.fail("--merge trained a run"))
 
@@ -712,7 +721,7 @@ def test_merge_takes_the_runs_of_other_outs_and_trains_nothing(
       "; merged with the runs of quality.py lm --variants FR --out side")
   md = open(os.path.join(main, "quality_lm.md")).read()
   assert "1 of %d runs trained to step 1000" % len(
-      quality.plan("lm", str(tmp_path), None, None, None)) in md
+      runs_lib.plan("lm", str(tmp_path), None, None, None)) in md
   with open(os.path.join(main, "quality_lm.csv")) as f:
     assert len(f.readlines()) == 1 + 4 + 2 + 2
 
@@ -729,3 +738,25 @@ def test_merge_takes_the_runs_of_other_outs_and_trains_nothing(
   with pytest.raises(SystemExit, match=r"more than one vocabulary"):
     quality.main(["lm", "--data", str(tmp_path), "--out", main, "--merge",
                   side])
+
+
+@pytest.mark.parametrize("kind", ["lm", "cls", "pretrain", "finetune"])
+def test_committed_tables_regenerate_byte_for_byte_from_their_json(
+    tmp_path, kind):
+  """The committed quality_<kind>.md and .csv are what the report writes from
+  the committed quality_<kind>.json under the command its stamp names (the
+  plan that command makes): the tables cannot drift from their data, and a
+  change to the report code that would change them fails here."""
+  quality = bench_module("quality")
+  report = bench_module("quality_report")
+  name = "quality_%s" % kind
+  with open(os.path.join(COMMITTED, name + ".json"), encoding="utf-8") as f:
+    results = json.load(f)
+  argv = shlex.split(results["stamp"]["command"])[1:]  # after quality.py
+  args = quality.parser().parse_args(argv + ["--out", str(tmp_path)])
+  bench = quality.Benchmark(args)
+  report.summarize(kind, results["runs"], str(tmp_path), results["stamp"],
+                   bench.planned(kind), bench.steps(kind), args.dropout)
+  for ext in ("md", "csv", "json"):
+    with open(os.path.join(COMMITTED, name + "." + ext), "rb") as f:
+      assert (tmp_path / (name + "." + ext)).read_bytes() == f.read(), ext
