@@ -157,7 +157,7 @@ def test_multi_query_not_supported():
 
 
 def test_layout_that_splits_heads_unevenly():
-  from synth_mtf.attention import check_heads_layout  # pylint: disable=g-import-not-at-top
+  from synth_mtf.guards import check_heads_layout  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=r"num_heads=3 is split over mesh "
                      r"dimension 'model' of size 2.*remove 'heads:model'"):
     check_heads_layout(3, "batch:batch,heads:model", "model:2,batch:2")
@@ -170,6 +170,56 @@ def test_layout_error_from_gin_bindings():
     build("num_heads = 3", "utils.run.layout_rules = 'heads:model'",
           "utils.run.mesh_shape = 'model:2'",
           "SynthesizerAttention.max_length = 8")
+
+
+def test_the_mtf_model_fn_the_init_checkpoint_guard_reads_is_there():
+  """The init_checkpoint guard reads the locals of mesh-tensorflow's estimator
+  model_fn: pinned here to the mesh-tensorflow installed, so that a version
+  that renames it or its variables fails this test, not silently the guard."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
+  from synth_mtf import guards  # pylint: disable=g-import-not-at-top
+  module, name = guards.MTF_MODEL_FN
+  assert mtf_utils.__name__ == module
+  returns_it = inspect.unwrap(mtf_utils.tpu_estimator_model_fn)  # gin wraps it
+  model_fn, = [c for c in returns_it.__code__.co_consts
+               if isinstance(c, types.CodeType) and c.co_name == name]
+  names = set(model_fn.co_varnames + model_fn.co_freevars)
+  assert {"init_checkpoint", "mode", "model_dir",
+          "init_variable_filter"} <= names
+
+
+def call_as(module, function, callee):
+  """callee() called from a function named `function` of module `module`
+  (its frame's globals and code name, as a stack walk sees them)."""
+  namespace = {"__name__": module, "callee": callee}
+  exec("def %s():\n  init_checkpoint = 'ckpt'\n  return callee()\n"  # pylint: disable=exec-used
+       % function, namespace)
+  return lambda: namespace[function]()
+
+
+def test_a_renamed_mtf_model_fn_stops_the_build_instead_of_the_guard():
+  """Built by an estimator inside mtf's utils but not inside the model_fn the
+  guard knows, the layer says so, rather than skipping the init_checkpoint
+  check without a word."""
+  from synth_mtf import guards  # pylint: disable=g-import-not-at-top
+  module, name = guards.MTF_MODEL_FN
+  estimator = "tensorflow_estimator.python.estimator.estimator"
+  found = call_as(estimator, "_call_model_fn",
+                  call_as(module, name, guards.estimator_model_fn_locals))
+  assert found()["init_checkpoint"] == "ckpt"
+  renamed = call_as(estimator, "_call_model_fn",
+                    call_as(module, "model_fn",
+                            guards.estimator_model_fn_locals))
+  with pytest.raises(RuntimeError, match=r"built by mesh-tensorflow's "
+                     r"estimator \(in mesh_tensorflow.transformer.utils."
+                     r"model_fn.*renamed or moved it.*MTF_MODEL_FN"):
+    renamed()
+  # another estimator's model_fn, or no estimator: nothing to check
+  assert call_as(estimator, "_call_model_fn", call_as(
+      "my_project", "model_fn", guards.estimator_model_fn_locals))() == {}
+  assert guards.estimator_model_fn_locals() == {}
 
 
 def test_synthesizers_refuse_cross_attention():
@@ -202,7 +252,7 @@ def check_layer_against(path, scope, shapes):
   check of scope's layer against path's checkpoint."""
   import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
-  from synth_mtf import attention  # pylint: disable=g-import-not-at-top
+  from synth_mtf import guards  # pylint: disable=g-import-not-at-top
   with tf.Graph().as_default():
     graph = mtf.Graph()
     mesh = mtf.Mesh(graph, "m")
@@ -210,7 +260,7 @@ def check_layer_against(path, scope, shapes):
       for name, dims in shapes.items():
         mtf.get_variable(mesh, name, mtf.Shape(
             [mtf.Dimension("a%d" % i, n) for i, n in enumerate(dims)]))
-    attention._check_against_checkpoint(graph, scope, str(path))  # pylint: disable=protected-access
+    guards.check_against_checkpoint(graph, scope, str(path))
 
 
 def test_checkpoint_of_another_variant_unit(tmp_path):
