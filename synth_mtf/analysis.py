@@ -213,6 +213,15 @@ def select(maps, layer=None, head=None):
 
 # ---- parameters (Table 1) --------------------------------------------------
 
+# The layer's parameters besides its synthesizing functions' (each function
+# has its Table 1 row in formula() and num_params()): formula, its value.
+LAYER_TERMS = {
+    "G (values)": ("d*h*d_kv", lambda d, h, d_kv, functions: d * h * d_kv),
+    "output": ("h*d_kv*d", lambda d, h, d_kv, functions: h * d_kv * d),
+    "alpha": ("h*n_functions", lambda d, h, d_kv, functions: h * functions),
+}
+
+
 def parameter_table(gin_files, bindings=()):
   """Rows (component, formula, per layer, layers, total) of a config's model."""
   from synth_mtf.attention import SynthesizerAttention  # pylint: disable=g-import-not-at-top
@@ -244,21 +253,17 @@ def parameter_table(gin_files, bindings=()):
     formula, value = "", None
     if comp.startswith("SynthesizerAttention: "):
       sub = comp.split(": ", 1)[1]
-      symbols = {"d": d_model, "h": h, "d_kv": dkv, "N": n,
-                 "n_functions": len(formulas)}
-      if sub in formulas:
+      consts = {}
+      if sub in formulas:  # Table 1's row of a synthesizing function
         formula = formulas[sub].formula()
         consts = formulas[sub].constants(n)
-        symbols.update(consts)
-      else:
-        formula = {"G (values)": "d*h*d_kv", "output": "h*d_kv*d",
-                   "alpha": "h*n_functions"}.get(sub, "")
-        consts = {}
-      if formula:
-        value = eval(formula.replace("^", "**"), {}, symbols)  # pylint: disable=eval-used
-        if consts:
-          formula += " (%s)" % ", ".join("%s=%d" % kv for kv in sorted(
-              consts.items()))
+        value = formulas[sub].num_params(d_model, h, dkv, n)
+      elif sub in LAYER_TERMS:
+        formula, count = LAYER_TERMS[sub]
+        value = count(d_model, h, dkv, len(formulas))
+      if consts:
+        formula += " (%s)" % ", ".join("%s=%d" % kv for kv in sorted(
+            consts.items()))
     n_layers = len(g["layers"])
     rows.append({"stack": stack, "component": comp, "formula": formula,
                  "formula_value": value,

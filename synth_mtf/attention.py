@@ -52,8 +52,9 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
 
     Args:
       synthesizers: list of names ("random", "fixed_random", "factorized_random",
-        "dense", "factorized_dense", "dot_product"; paper aliases "r", "fix",
-        "fr", "d", "fd", "v") or synthesizers.SynthesizingFunction instances.
+        "dense", "factorized_dense", "vanilla"; paper aliases "r", "fix",
+        "fr", "d", "fd", "v"; "dot_product", the name of vanilla's class and
+        checkpoint scope) or synthesizers.SynthesizingFunction instances.
         Several entries make a mixture with learned per-head alpha.
       max_length: size of the length-dependent parameters (Random's N x N, Dense's
         N outputs). Sequences up to this length run; longer ones fail at graph
@@ -67,7 +68,7 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
         with dot product the same bias as T5's vanilla attention.
       relative_attention_num_buckets: as in SelfAttention.
       alpha_init: a mixture's initial alpha, {synthesizer name: weight}, e.g.
-        {'dot_product': 0.999}; the components not named share what is left
+        {'vanilla': 0.999}; the components not named share what is left
         equally. None: uniform. A warm start from a T5 checkpoint uses it to
         begin close to the pretrained dot-product attention.
       fresh_variables: with utils.run.init_checkpoint, a regex over this
@@ -96,7 +97,7 @@ class SynthesizerAttention(transformer_layers.SelfAttention):
       raise ValueError(
           "SynthesizerAttention.synthesizers is empty: a mixture needs at least "
           "one synthesizing function, e.g. ['random'] or ['random', "
-          "'dot_product']. Valid names: %s." % sorted(synth_lib.REGISTRY))
+          "'vanilla']. Valid names: %s." % sorted(synth_lib.REGISTRY))
     self.synthesizers = [synth_lib.build(s) for s in synthesizers]
     names = [s.name for s in self.synthesizers]
     if len(set(names)) != len(names):

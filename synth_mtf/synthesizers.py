@@ -510,6 +510,8 @@ class DotProduct(SynthesizingFunction):
   As in T5, the 1/sqrt(d_kv) scaling is folded into the initializer of W_Q.
   """
 
+  # The variables' scope (.../SynthesizerAttention/dot_product/q): every
+  # checkpoint written so far has it. Users name the function "vanilla".
   name = "dot_product"
 
   def logits(self, sctx, scale=None):
@@ -530,19 +532,21 @@ class DotProduct(SynthesizingFunction):
     return "2*d*h*d_kv"
 
 
-# Names accepted in SynthesizerAttention.synthesizers (gin strings).
+# Names accepted in SynthesizerAttention.synthesizers (gin strings). T5's own
+# attention is "vanilla" (the paper's V, the catalogue's baseline row).
 REGISTRY = {
     "random": Random,
     "fixed_random": FixedRandom,
     "factorized_random": FactorizedRandom,
     "dense": Dense,
     "factorized_dense": FactorizedDense,
-    "dot_product": DotProduct,
+    "vanilla": DotProduct,
 }
-# The paper's short names (Table 2 rows) as aliases.
+# The paper's short names (Table 2 rows) as aliases, and the name of V's
+# class and checkpoint scope.
 ALIASES = {"r": "random", "fix": "fixed_random", "fr": "factorized_random",
-           "d": "dense", "fd": "factorized_dense", "v": "dot_product",
-           "vanilla": "dot_product"}
+           "d": "dense", "fd": "factorized_dense", "v": "vanilla",
+           "dot_product": "vanilla"}
 
 
 def build(spec):

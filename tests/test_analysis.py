@@ -1,6 +1,8 @@
 """synth-mtf analysis commands on tiny checkpoints trained here (slow: two stock
 CLI runs); exported matrices vs the checkpoint read independently."""
 
+import ast
+import operator
 import os
 import re
 import struct
@@ -141,6 +143,28 @@ def test_locality_score(random_dir, capsys):
     assert re.search(r"\| encoder 0 \| %d \| %.3f \|" % (h, score), out)
 
 
+def table_1(formula, symbols):
+  """A formula as `params` prints it ('2*h*N*k (k=8)'), worked out by hand:
+  + * ^ and brackets over the symbols, the constants in brackets and
+  integers."""
+  text, _, constants = formula.partition(" (")
+  symbols = dict(symbols)
+  for item in constants.rstrip(")").split(", ") if constants else []:
+    name, number = item.split("=")
+    symbols[name] = int(number)
+  ops = {ast.Add: operator.add, ast.Mult: operator.mul, ast.Pow: operator.pow}
+
+  def value(node):
+    if isinstance(node, ast.BinOp):
+      return ops[type(node.op)](value(node.left), value(node.right))
+    if isinstance(node, ast.Name):
+      return symbols[node.id]
+    assert isinstance(node, ast.Constant), ast.dump(node)
+    return node.value
+
+  return value(ast.parse(text.replace("^", "**"), mode="eval").body)
+
+
 def test_params_follow_table_1_and_the_graph(capsys):
   for config in ("factorized_dense", "factorized_random_plus_vanilla",
                  "random_plus_dense"):
@@ -149,8 +173,12 @@ def test_params_follow_table_1_and_the_graph(capsys):
         ["SynthesizerAttention.max_length = 16"])
     synth = [r for r in rows if r["component"].startswith("Synthesizer")]
     assert synth
+    symbols = {"d": meta["d_model"], "h": meta["heads"], "d_kv": meta["d_kv"],
+               "N": meta["max_length"],
+               "n_functions": len(meta["synthesizers"])}
     for r in synth:
       assert r["formula_value"] == r["per_layer"], r
+      assert table_1(r["formula"], symbols) == r["per_layer"], r
     assert meta["total"] == sum(r["total"] for r in rows)
   cli.main(["params", "--gin_file", "models/t5.1.1.tiny.gin", "--gin_file",
             "models/synthesizer/dense.gin"])

@@ -15,7 +15,7 @@ from synth_mtf import variants
 
 # the paper's letters, spelled out independently of the catalogue
 LETTERS = {"R": "random", "Fix": "fixed_random", "FR": "factorized_random",
-           "D": "dense", "FD": "factorized_dense", "V": "dot_product"}
+           "D": "dense", "FD": "factorized_dense", "V": "vanilla"}
 FRAGMENTS = {"models/synthesizer_stacks.gin", "models/encoder_only/stacks.gin"}
 
 
@@ -97,3 +97,17 @@ def test_cli_lists_the_catalogue():
   rows = [line.split(" | ")[0].strip("| ") for line in out.splitlines()
           if line.startswith("| ") and not line.startswith("| label")]
   assert rows == [v.label for v in variants.CATALOGUE]
+
+
+def test_vanilla_is_one_function_under_each_of_its_names():
+  """'vanilla' (the documented name), 'v' and 'dot_product' (its class's)
+  build T5's dot-product attention, and the catalogue's +V files, which say
+  'vanilla', keep the variables' scope every checkpoint so far has."""
+  from synth_mtf import synthesizers  # pylint: disable=g-import-not-at-top
+  for name in ("vanilla", "v", "V", "dot_product"):
+    assert type(synthesizers.build(name)) is synthesizers.DotProduct, name
+  names = model_graph.build_variables(
+      ["models/t5.1.1.tiny.gin", "models/synthesizer/random_plus_vanilla.gin"],
+      ["SynthesizerAttention.max_length = 8"])
+  assert ("encoder/block_000/layer_000/SynthesizerAttention/dot_product/q"
+          in names)
