@@ -19,10 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _table(rows, header):
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
-  lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-  return "\n".join(lines)
+  from synth_mtf import tables  # pylint: disable=g-import-not-at-top
+  return tables.markdown(header, rows)
 
 
 def cmd_params(args):
