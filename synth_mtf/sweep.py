@@ -19,6 +19,13 @@ a half-trained run resumes from its checkpoint, as the CLI does), and writes
 DIR/results.csv, DIR/results.md and DIR/results.png. Every run's gin files and
 bindings are parsed before the first run starts; when a run fails, the others
 still run, the tables hold the finished ones, and the exit status is non-zero.
+
+Jobs may share DIR (a shared disk, or gs://: every write goes through
+tf.io.gfile). Each run is claimed (claims.py): one trainer per run, which dies
+with its sweep; another sweep waits for runs held elsewhere. Each run dir
+records what made it (run.json: variant, bindings, gin files' contents, eval
+settings); a sweep under other settings refuses it, naming the change. The
+tables are rebuilt from every run's result.json by one writer at a time.
 """
 
 import csv
@@ -319,11 +326,12 @@ def collect(sweep, runs, out_dir):
   for run_id, variant, gin_file, crossed in runs:
     run_dir = os.path.join(out_dir, run_id)
     result = cached(sweep, run_dir)
-    if result and _record(run_dir) == identity(sweep, variant, gin_file,
-                                               crossed):
+    record = _record(run_dir)
+    if result and record == identity(sweep, variant, gin_file, crossed):
       results.append(result)
     else:
-      missing.append(run_id)
+      missing.append(run_id + (" (made under other settings)"
+                               if record and result else ""))
   return results, missing
 
 
@@ -479,7 +487,7 @@ def main(args):
   if args.max_runs is not None and args.max_runs < len(runs):
     print("[sweep] stopping after %d runs (--max_runs)" % args.max_runs)
     runs = runs[:args.max_runs]
-  failed, todo = [], list(runs)
+  failed, todo, told = [], list(runs), None
   while todo:
     held = []
     for run in todo:
@@ -491,11 +499,15 @@ def main(args):
         print("[sweep] %s FAILED: %s" % (run[0], e if isinstance(
             e, runner.CliError) else traceback.format_exc()), flush=True)
         failed.append((run[0], _latest_log(os.path.join(out_dir, run[0]))))
+    if held and told != held:
+      print("[sweep] waiting for %d runs another process holds: %s (a "
+            "holder on a machine that is gone: delete its claim.json)" % (
+                len(held), ", ".join("%s (%s)" % (r[0], claims.describe(
+                    claims.read_json(os.path.join(out_dir, r[0],
+                                                  "claim.json")) or {}))
+                                     for r in held)), flush=True)
+      told = held
     if held:
-      print("[sweep] waiting for %d runs another process holds: %s" % (
-          len(held), ", ".join("%s (%s)" % (r[0], claims.describe(
-              claims.read_json(os.path.join(out_dir, r[0], "claim.json"))
-              or {})) for r in held)), flush=True)
       time.sleep(POLL)
     todo = held
   # the tables hold every run of the sweep that has a result, whichever
