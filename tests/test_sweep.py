@@ -32,6 +32,28 @@ Sweep.metric = 'sequence_accuracy'
 CMD = [os.path.join(os.path.dirname(sys.executable), "synth-mtf"), "sweep"]
 
 
+def kill_sweep_then_see_its_trainer_die(proc, claim, ready):
+  """Once the run's claim names a trainer and ready(), SIGKILL the sweep
+  alone (not its process group): its trainer must end too."""
+  deadline = time.time() + 600
+  holder = {}
+  while (not (holder.get("trainer_pid") and ready()) and
+         proc.poll() is None and time.time() < deadline):
+    time.sleep(0.2)
+    try:
+      holder = json.loads(claim.read_text())
+    except (OSError, ValueError):
+      pass
+  assert holder.get("trainer_pid") and ready(), proc.stdout.read()[-3000:]
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  trainer = holder["trainer_pid"]
+  deadline = time.time() + 30
+  while os.path.exists("/proc/%d" % trainer) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not os.path.exists("/proc/%d" % trainer), "trainer outlived sweep"
+
+
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_writes_tables(tmp_path):
   sweep_file = tmp_path / "two.gin"
@@ -44,25 +66,10 @@ def test_sweep_runs_resumes_and_writes_tables(tmp_path):
   # start, and kill the sweep alone (SIGKILL) once the second run's trainer
   # runs: the trainer must die with it
   proc = subprocess.Popen(CMD + [str(sweep_file), "--out_dir", str(out)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-  deadline = time.time() + 600
-  holder = {}
-  while (not holder.get("trainer_pid") and proc.poll() is None and
-         time.time() < deadline):
-    time.sleep(0.2)
-    try:
-      holder = json.loads(claim.read_text())
-    except (OSError, ValueError):
-      pass
-  assert first.exists() and holder.get("trainer_pid"), (
-      proc.stdout.read().decode()[-3000:])
-  os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
-  trainer = holder["trainer_pid"]
-  deadline = time.time() + 30
-  while os.path.exists("/proc/%d" % trainer) and time.time() < deadline:
-    time.sleep(0.1)
-  assert not os.path.exists("/proc/%d" % trainer), "trainer outlived sweep"
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  kill_sweep_then_see_its_trainer_die(proc, claim, lambda: True)
+  assert first.exists()
   assert not (out / "results.csv").exists()
   first_result = first.read_text()
   # the same command again: the finished run is skipped, the other one runs
@@ -315,25 +322,9 @@ def test_killed_sweep_takes_its_trainer_and_the_rerun_keeps_the_whole_run(
   env = fake_env(tmp_path, sleep=1.0)
   out = tmp_path / "out"
   proc = start_sweep(sweep_file, out, env, "--only", "R")
-  claim = out / "R" / "claim.json"
-  deadline = time.time() + 300
-  holder = {}
-  while time.time() < deadline and not (
-      holder.get("trainer_pid") and (out / "R" / "model.ckpt-2.index")
-      .exists()):
-    time.sleep(0.2)
-    try:
-      holder = json.loads(claim.read_text())
-    except (OSError, ValueError):
-      pass
-  assert holder.get("trainer_pid"), proc.communicate(timeout=5)[0]
-  os.kill(proc.pid, signal.SIGKILL)
-  proc.wait()
-  trainer = holder["trainer_pid"]
-  deadline = time.time() + 30
-  while os.path.exists("/proc/%d" % trainer) and time.time() < deadline:
-    time.sleep(0.1)
-  assert not os.path.exists("/proc/%d" % trainer), "trainer outlived sweep"
+  kill_sweep_then_see_its_trainer_die(
+      proc, out / "R" / "claim.json",
+      (out / "R" / "model.ckpt-2.index").exists)
   killed_at = max(s for r, s in [(None, 0)] + [
       (None, int(n.split("-")[1].split(".")[0]))
       for n in os.listdir(out / "R") if n.endswith(".index")])
