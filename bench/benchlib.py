@@ -23,6 +23,8 @@ RESULTS = os.path.join(HERE, "results")
 if ROOT not in sys.path:  # synth_mtf and tasks/ from this checkout
   sys.path.insert(0, ROOT)
 
+from synth_mtf import tables  # noqa: E402  pylint: disable=g-import-not-at-top
+
 # T5.1.1-small dims, the size every speed and memory figure is measured at
 SIZE = dict(d_model=512, d_ff=1024, num_heads=6, d_kv=64, num_layers=8,
             vocab=32128)
@@ -74,16 +76,14 @@ def read_json(path, default=None):
     return json.load(f)
 
 
-def md_row(cells):
-  return "| " + " | ".join("" if c is None else str(c) for c in cells) + " |"
+md_row = tables.row
 
 
 def md_table(columns, rows, header=None):
   """A Markdown table of rows (dicts, or sequences in column order)."""
-  out = [md_row(header or columns), "|" + "---|" * len(columns)]
-  for r in rows:
-    out.append(md_row([r[c] for c in columns] if isinstance(r, dict) else r))
-  return "\n".join(out) + "\n"
+  cells = [[r[c] for c in columns] if isinstance(r, dict) else r
+           for r in rows]
+  return tables.markdown(header or columns, cells) + "\n"
 
 
 def pyplot():

@@ -12,6 +12,7 @@ import re
 import gin
 import numpy as np
 
+from synth_mtf import checkpoints
 from synth_mtf import model_graph
 
 LAYER_RE = re.compile(r"^(?P<stack>[^/]+)/block_(?P<block>\d+)/(?P<layer>layer_\d+)"
@@ -21,38 +22,41 @@ GLOBAL = {"random": ["R"], "fixed_random": ["R"],
 
 
 class AnalysisError(ValueError):
-  """A model dir, layer or head that the command cannot use."""
+  """A model dir, checkpoint, layer or head that the command cannot use."""
 
 
 # ---- checkpoints -----------------------------------------------------------
 
 def checkpoint_path(model_dir, step=None):
+  """The checkpoint at `step` (default: the latest), once read and found
+  finite: a diverged or corrupt checkpoint is refused, never analysed."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(model_dir):
+  if not tf.io.gfile.isdir(model_dir):
     raise AnalysisError("model dir %r does not exist." % model_dir)
-  if step is None:
-    path = tf.train.latest_checkpoint(model_dir)
-  else:
-    path = os.path.join(model_dir, "model.ckpt-%d" % step)
-    if not os.path.exists(path + ".index"):
-      path = None
-  if not path:
-    have = sorted(int(m.group(1)) for m in (
-        re.match(r"model\.ckpt-(\d+)\.index$", f) for f in os.listdir(model_dir))
-                  if m)
+  have = checkpoints.steps(model_dir)
+  if step is None and have:
+    step = have[-1]
+  elif step not in have:
     raise AnalysisError(
         "no checkpoint%s in %r (checkpoints there: %s). Train with "
         "t5_mesh_transformer --model_dir=%s first, or pick an existing step."
         % ("" if step is None else " for step %d" % step, model_dir,
            have or "none", model_dir))
+  path = checkpoints.path(model_dir, step)
+  _READ.clear()
+  _READ[path] = checkpoints.read_finite(model_dir, step)
   return path
 
 
+_READ = {}  # the checkpoint checkpoint_path read last, for read_variables
+
+
 def read_variables(path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  reader = tf.train.load_checkpoint(path)
-  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
-          if "_slot_" not in n}
+  variables = _READ.get(path)
+  if variables is None:
+    model_dir, step = os.path.dirname(path), int(path.rsplit("-", 1)[1])
+    variables = checkpoints.read(model_dir, step)
+  return {n: v for n, v in variables.items() if "_slot_" not in n}
 
 
 def synthesizer_layers(variables, model_dir="the checkpoint"):

@@ -286,8 +286,20 @@ def _alpha_logits(alpha_init, names):
     raise ValueError("SynthesizerAttention.alpha_init=%r is for mixtures; "
                      "this layer has one synthesizing function (%s). Unset "
                      "it for this model." % (alpha_init, names))
-  weights = {synth_lib.build(k).name: v for k, v in dict(alpha_init).items()}
-  unknown = sorted(set(weights) - set(names))
+  weights, unknown = {}, []
+  for key, value in dict(alpha_init).items():
+    try:
+      name = synth_lib.build(key).name
+    except ValueError:  # not a synthesizer at all: not one of this layer's
+      unknown.append(key)
+      continue
+    if name in weights:  # e.g. 'r' and 'random': which weight is meant?
+      raise ValueError(
+          "SynthesizerAttention.alpha_init=%r names %s twice (under two of "
+          "its names); give each of this layer's functions %s one weight."
+          % (alpha_init, name, names))
+    weights[name] = value
+  unknown = sorted(unknown + list(set(weights) - set(names)))
   rest = [n for n in names if n not in weights]
   left = 1.0 - sum(weights.values())
   if (unknown or any(not 0 < w < 1 for w in weights.values()) or

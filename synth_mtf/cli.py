@@ -19,10 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _table(rows, header):
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
-  lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-  return "\n".join(lines)
+  from synth_mtf import tables  # pylint: disable=g-import-not-at-top
+  return tables.markdown(header, rows)
 
 
 def cmd_params(args):
@@ -71,19 +69,16 @@ def cmd_attention(args):
 
 def cmd_histogram(args):
   from synth_mtf import analysis  # pylint: disable=g-import-not-at-top
+  from synth_mtf import checkpoints  # pylint: disable=g-import-not-at-top
   series = {}
   names = [os.path.basename(os.path.normpath(d)) for d in args.model_dir]
   if len(set(names)) < len(names):  # same basename: show the parent too
     names = ["/".join(os.path.normpath(d).split(os.sep)[-2:])
              for d in args.model_dir]
   for d, name in zip(args.model_dir, names):
-    steps = [None]
-    if not args.trained_only:
-      try:
-        analysis.checkpoint_path(d, 0)
-        steps = [0, None]
-      except analysis.AnalysisError:
-        pass
+    steps = [args.step]
+    if not args.trained_only and 0 in checkpoints.steps(d) and args.step != 0:
+      steps = [0, args.step]
     for step in steps:
       maps, _ = analysis.attention_maps(d, step, args.text)
       maps = analysis.select(maps, args.layer)
@@ -222,9 +217,10 @@ def main(argv=None):
 
   args = parser.parse_args(argv)
   from synth_mtf import analysis  # pylint: disable=g-import-not-at-top
+  from synth_mtf import checkpoints  # pylint: disable=g-import-not-at-top
   try:
     args.func(args)
-  except analysis.AnalysisError as e:
+  except (analysis.AnalysisError, checkpoints.CheckpointError) as e:
     parser.exit(2, "synth-mtf %s: error: %s\n" % (args.command, e))
 
 

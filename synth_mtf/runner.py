@@ -3,11 +3,14 @@
 Shared by the main job (demo.py), the sweeps (sweep.py) and the benchmarks.
 """
 
+import ctypes
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -23,22 +26,42 @@ class CliError(RuntimeError):
   pass
 
 
-def cli_command(model_dir, gin_files, bindings=()):
-  exe = os.path.join(os.path.dirname(sys.executable), "t5_mesh_transformer")
-  cmd = [exe, "--model_dir=" + model_dir, "--module_import=synth_mtf"]
+def cli_command(model_dir, gin_files, bindings=(), trainer=None):
+  """The stock CLI's command line; `trainer`: another command to run it (a
+  list), default the t5_mesh_transformer beside this Python."""
+  cmd = list(trainer or [os.path.join(os.path.dirname(sys.executable),
+                                      "t5_mesh_transformer")])
+  cmd += ["--model_dir=" + model_dir, "--module_import=synth_mtf"]
   cmd += ["--gin_file=" + f for f in gin_files]
   cmd += ["--gin_param=" + b for b in bindings]
   return cmd
 
 
-def run_cli(cmd, log_path, on_line=None, timeout=None):
-  """Run the CLI, write its whole output to log_path, feed lines to on_line."""
-  with open(log_path, "w") as log:
+def run_cli(cmd, log_path, on_line=None, timeout=None, append=False,
+            on_start=None):
+  """Run the CLI, write its whole output to log_path (after what is there with
+  `append`), feed lines to on_line, and on_start(pid) once it runs.
+
+  The CLI dies with this process, whatever ends it (SIGKILL included), and
+  runs in its own process group, so a leftover can be stopped as a whole.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  local = "://" not in log_path
+  with tf.io.gfile.GFile(log_path, "a" if append else "w") as log:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_dies_with(os.getpid()))
     try:
+      if on_start:
+        on_start(proc.pid)
+      flushed = time.time()
       for line in proc.stdout:
         log.write(line)
+        # a log that survives us (kill -9) up to its last line; a remote
+        # one (gs://, each flush an upload) up to its last 10 seconds
+        if local or time.time() > flushed + 10:
+          log.flush()
+          flushed = time.time()
         if on_line:
           on_line(line)
       rc = proc.wait(timeout=timeout)
@@ -46,14 +69,27 @@ def run_cli(cmd, log_path, on_line=None, timeout=None):
       proc.kill()
       raise
   if rc:
-    with open(log_path) as f:
-      tail = f.read()[-3000:]
+    tail = read_log(log_path)[-3000:]
     raise CliError("t5_mesh_transformer failed (exit %d); full log: %s\n%s"
                    % (rc, log_path, tail))
 
 
+def _dies_with(parent):
+  """A preexec_fn: the child gets SIGKILL when `parent` dies (Linux
+  PR_SET_DEATHSIG), and leads its own process group."""
+  def preexec():
+    os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+      libc = ctypes.CDLL(None, use_errno=True)
+      libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_DEATHSIG
+      if os.getppid() != parent:  # the parent died before prctl
+        os._exit(1)  # pylint: disable=protected-access
+  return preexec
+
+
 def read_log(path):
-  with open(path) as f:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(path) as f:
     return f.read()
 
 

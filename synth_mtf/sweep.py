@@ -19,9 +19,18 @@ a half-trained run resumes from its checkpoint, as the CLI does), and writes
 DIR/results.csv, DIR/results.md and DIR/results.png. Every run's gin files and
 bindings are parsed before the first run starts; when a run fails, the others
 still run, the tables hold the finished ones, and the exit status is non-zero.
+
+Jobs may share DIR (a shared disk, or gs://: every write goes through
+tf.io.gfile). Each run is claimed (claims.py): one trainer per run, which dies
+with its sweep; another sweep waits for runs held elsewhere. Each run dir
+records what made it (run.json: variant, bindings, gin files' contents, eval
+settings); a sweep under other settings refuses it, naming the change. The
+tables are rebuilt from every run's result.json by one writer at a time.
 """
 
 import csv
+import hashlib
+import io
 import itertools
 import json
 import logging
@@ -32,7 +41,11 @@ import traceback
 
 import gin
 
+import synth_mtf
+from synth_mtf import checkpoints
+from synth_mtf import claims
 from synth_mtf import runner
+from synth_mtf import tables
 from synth_mtf import variants as catalogue
 
 FIELDS = ["run", "variant", "bindings", "parameters", "steps", "steps_per_sec",
@@ -46,7 +59,7 @@ class Sweep(object):
   def __init__(self, variants=gin.REQUIRED, base_gin_files=(), grid=None,
                bindings=(), eval_gin_files=("eval.gin", "greedy_decode.gin"),
                eval_bindings=("run.dataset_split = 'validation'",),
-               metric=None, eval_steps=None, kind="bi"):
+               metric=None, eval_steps=None, kind="bi", trainer=None):
     if not variants:
       raise ValueError("Sweep.variants is empty: list catalogue labels, e.g. "
                        "['vanilla', 'R'], or map a name to a model gin file, "
@@ -75,6 +88,9 @@ class Sweep(object):
     # The run must keep those checkpoints (save_checkpoints_steps dividing
     # them, keep_checkpoint_max = None).
     self.eval_steps = sorted(eval_steps) if eval_steps else None
+    # the command that runs the stock CLI (a list), e.g. a wrapper that runs
+    # it in a container; None: t5_mesh_transformer beside this Python
+    self.trainer = list(trainer) if trainer else None
 
   def runs(self):
     """[(run id, variant, variant gin file, [bindings])] in a fixed order;
@@ -104,13 +120,14 @@ def load(sweep_file, extra_bindings=()):
     gin.clear_config(clear_constants=True)
 
 
+def _gfile():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
 def _result(run_dir):
   """The run's result.json, or None."""
-  path = os.path.join(run_dir, "result.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  return claims.read_json(os.path.join(run_dir, "result.json"))
 
 
 def _holds_all(sweep, result):
@@ -126,26 +143,121 @@ def cached(sweep, run_dir):
   return result if result and _holds_all(sweep, result) else None
 
 
-def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
+# ---- a run's identity: everything that changes what it trains or measures --
+
+def _gin_search_path():
+  """Where the CLI looks for a gin file, in gin's order."""
+  from synth_mtf import model_graph  # pylint: disable=g-import-not-at-top
+  return [""] + [synth_mtf.GIN_DIR] + model_graph.gin_search_paths()
+
+
+def _gin_contents(names, found=None):
+  """{gin file: sha256 of its text} of `names` and the files they include,
+  each found as the CLI finds it."""
+  found = {} if found is None else found
+  search = _gin_search_path()
+  for name in names:
+    if name in found:
+      continue
+    where = [os.path.join(p, name) for p in ([""] if os.path.isabs(name)
+                                             else search)]
+    path = next((w for w in where if _gfile().exists(w)), None)
+    if path is None:
+      found[name] = None  # check_runs names it
+      continue
+    with _gfile().GFile(path) as f:
+      text = f.read()
+    found[name] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    _gin_contents(re.findall(r"^include\s+['\"]([^'\"]+)['\"]", text, re.M),
+                  found)
+  return found
+
+
+def identity(sweep, variant, gin_file, crossed):
+  """What makes the run what it is; a run dir holds the one it was made
+  under (run.json), and a sweep under another refuses it."""
+  return {"variant": variant,
+          "gin files (contents)": _gin_contents(
+              ["defaults.gin"] + sweep.base_gin_files + [gin_file]),
+          "bindings": sweep.bindings + crossed,
+          "eval gin files (contents)": _gin_contents(sweep.eval_gin_files),
+          "eval bindings": sweep.eval_bindings, "metric": sweep.metric}
+
+
+def _changes(old, new):
+  """What differs between two identities, in words."""
+  out = []
+  for key in new:
+    a, b = old.get(key), new[key]
+    if a == b:
+      continue
+    if isinstance(b, dict) and isinstance(a, dict):
+      out += ["%s %s" % (name, "added" if name not in a else "removed"
+                         if name not in b else "changed")
+              for name in sorted(set(a) | set(b)) if a.get(name) != b.get(name)]
+    else:
+      out.append("%s: %r -> %r" % (key, a, b))
+  return out
+
+
+def _record(run_dir):
+  return claims.read_json(os.path.join(run_dir, "run.json"))
+
+
+def stale(sweep, runs, out_dir):
+  """'run: what changed' of each run whose dir was made under other
+  settings (or by a synth-mtf that did not record them)."""
+  problems = []
+  for run_id, variant, gin_file, crossed in runs:
+    run_dir = os.path.join(out_dir, run_id)
+    if not _gfile().isdir(run_dir):
+      continue
+    record = _record(run_dir)
+    new = identity(sweep, variant, gin_file, crossed)
+    if record is None:
+      made = [n for n in _gfile().listdir(run_dir)
+              if n in ("result.json", "train.log")
+              or checkpoints.STEP_RE.match(n)]
+      if made:
+        problems.append("  %s: made without a record of its settings (%s)"
+                        % (run_id, ", ".join(sorted(made)[:3])))
+    elif record != new:
+      problems.append("  %s: %s" % (run_id, "; ".join(_changes(record, new))))
+  return problems
+
+
+# ---- one run ----------------------------------------------------------------
+
+def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print,
+            on_start=None):
+  """Train and evaluate one run in out_dir/run_id (resuming what is there);
+  on_start(pid) is told each trainer process it starts."""
   run_dir = os.path.join(out_dir, run_id)
   result_path = os.path.join(run_dir, "result.json")
   before = _result(run_dir)
   if before and _holds_all(sweep, before):
     log("[sweep] %s: done before, skipped" % run_id)
     return before
-  os.makedirs(run_dir, exist_ok=True)
+  _gfile().makedirs(run_dir)
   gin_files = sweep.base_gin_files + [gin_file]
   bindings = sweep.bindings + crossed
   t0 = time.time()
   # a run trained on (later eval_steps) keeps what it measured before at the
   # checkpoints training resumes after: they are not trained again
-  start = _latest_step(run_dir) if before else 0
+  start = _latest_step(run_dir)
   earlier = {s: v for s, v in (before or {}).get("curve") or ()
-             if s <= start}
-  log("[sweep] %s: training" % run_id)
-  runner.run_cli(runner.cli_command(run_dir, gin_files, bindings),
-                 os.path.join(run_dir, "train.log"))
-  train_log = runner.read_log(os.path.join(run_dir, "train.log"))
+             if s <= start} if before else {}
+  log("[sweep] %s: training%s" % (run_id, " on from step %d" % start
+                                  if start else ""))
+  train_path = os.path.join(run_dir, "train.log")
+  # every attempt's output stays: steps/s and loss are the whole run's
+  with _gfile().GFile(train_path, "a") as f:
+    f.write("[sweep] attempt at %s from step %d\n" % (
+        time.strftime("%Y-%m-%d %H:%M:%S"), start))
+  runner.run_cli(runner.cli_command(run_dir, gin_files, bindings,
+                                    sweep.trainer),
+                 train_path, append=True, on_start=on_start)
+  train_log = runner.read_log(train_path)
   result = {"run": run_id, "variant": variant, "bindings": "; ".join(crossed),
             "parameters": runner.checkpoint_parameters(run_dir),
             "steps_per_sec": runner.steps_per_second(train_log),
@@ -166,8 +278,8 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
         run_dir, gin_files + sweep.eval_gin_files,
         bindings + sweep.eval_bindings +
         ["eval_checkpoint_step = %r" % (todo if sweep.eval_steps
-                                        else todo[0])]),
-                   os.path.join(run_dir, "eval.log"))
+                                        else todo[0])], sweep.trainer),
+                   os.path.join(run_dir, "eval.log"), on_start=on_start)
     eval_log = runner.read_log(os.path.join(run_dir, "eval.log"))
     found = runner.metrics(eval_log)
     chosen = sorted(n for n in found
@@ -196,49 +308,61 @@ def run_one(sweep, run_id, variant, gin_file, crossed, out_dir, log=print):
   # by an invocation stopped before it wrote result.json is not counted
   result["seconds"] = round(time.time() - t0 + (
       (before or {}).get("seconds", 0) if start else 0), 1)
-  tmp = result_path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(tmp, result_path)  # atomic: a result is complete or absent
+  # atomic: a result is complete or absent
+  claims.write_atomic(result_path, json.dumps(result, indent=1))
   return result
 
 
-def _checkpoint_steps(model_dir):
-  # the files, not the `checkpoint` state file: with keep_checkpoint_max=None
-  # mtf's saver lists only the latest there
-  names = (re.match(r"model\.ckpt-(\d+)\.index$", n)
-           for n in os.listdir(model_dir))
-  return sorted(int(m.group(1)) for m in names if m)
+_checkpoint_steps = checkpoints.steps
+_latest_step = checkpoints.latest_step
 
 
-def _latest_step(model_dir):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  ckpt = tf.train.latest_checkpoint(model_dir)
-  return int(ckpt.rsplit("-", 1)[1]) if ckpt else 0
+# ---- tables: rebuilt from every run's own result.json ----------------------
+
+def collect(sweep, runs, out_dir):
+  """(results in the sweep's order, run ids without a result): only results
+  made under this sweep's settings count."""
+  results, missing = [], []
+  for run_id, variant, gin_file, crossed in runs:
+    run_dir = os.path.join(out_dir, run_id)
+    result = cached(sweep, run_dir)
+    record = _record(run_dir)
+    if result and record == identity(sweep, variant, gin_file, crossed):
+      results.append(result)
+    else:
+      missing.append(run_id + (" (made under other settings)"
+                               if record and result else ""))
+  return results, missing
 
 
-def write_tables(results, out_dir, title):
-  with open(os.path.join(out_dir, "results.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(results)
-  with open(os.path.join(out_dir, "results.md"), "w") as f:
-    f.write("# %s\n\n" % title)
-    f.write("| variant | bindings | parameters | steps | steps/s | final loss | "
-            "metric | value |\n|---|---|---:|---:|---:|---:|---|---:|\n")
-    for r in results:
-      f.write("| %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
-          r["variant"], r["bindings"] or "-", "{:,}".format(r["parameters"]),
-          r["steps"], _fmt(r["steps_per_sec"]), _fmt(r["final_loss"], 4),
-          r["metric"] or "-", _fmt(r["value"])))
-  _plot(results, os.path.join(out_dir, "results.png"), title)
+def write_tables(results, out_dir, title, missing=()):
+  """results.csv, .md, .png, each written whole or not at all."""
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, FIELDS, extrasaction="ignore", lineterminator="\r\n")
+  w.writeheader()
+  w.writerows(results)
+  claims.write_atomic(os.path.join(out_dir, "results.csv"), buf.getvalue())
+  md = "# %s\n\n" % title + tables.markdown(
+      ["variant", "bindings", "parameters", "steps", "steps/s", "final loss",
+       "metric", "value"],
+      [[r["variant"], r["bindings"] or "-", "{:,}".format(r["parameters"]),
+        r["steps"], _fmt(r["steps_per_sec"]), _fmt(r["final_loss"], 4),
+        r["metric"] or "-", _fmt(r["value"])] for r in results],
+      align="llrrrrlr") + "\n"
+  if missing:
+    md += "\n%d of %d runs; not finished yet: %s\n" % (
+        len(results), len(results) + len(missing), ", ".join(missing))
+  claims.write_atomic(os.path.join(out_dir, "results.md"), md)
+  claims.write_atomic(os.path.join(out_dir, "results.png"),
+                      _plot(results, title))
 
 
 def _fmt(x, digits=2):
   return "-" if x is None else ("%%.%df" % digits) % x
 
 
-def _plot(results, path, title):
+def _plot(results, title):
+  """The PNG's bytes."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -252,8 +376,10 @@ def _plot(results, path, title):
     ax.set_title(name, fontsize=9)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  png = io.BytesIO()
+  fig.savefig(png, format="png", dpi=100)
   plt.close(fig)
+  return png.getvalue()
 
 
 def check_runs(sweep, runs):
@@ -293,40 +419,112 @@ def check_runs(sweep, runs):
 
 def _latest_log(run_dir):
   logs = [os.path.join(run_dir, n) for n in ("train.log", "eval.log")]
-  logs = [p for p in logs if os.path.exists(p)]
-  return max(logs, key=os.path.getmtime) if logs else run_dir
+  logs = [p for p in logs if _gfile().exists(p)]
+  return max(logs, key=lambda p: _gfile().stat(p).mtime_nsec) if logs else (
+      run_dir)
+
+
+POLL = 2.0  # seconds between looks at runs another process holds
+
+
+def _claimed_run(sweep, run, out_dir, log):
+  """run_one under the run's claim: its result, or None while another
+  process holds the run."""
+  run_id = run[0]
+  run_dir = os.path.join(out_dir, run_id)
+  new = identity(sweep, *run[1:])
+  done = cached(sweep, run_dir)
+  if done and _record(run_dir) == new:
+    log("[sweep] %s: done before, skipped" % run_id)
+    return done
+  _gfile().makedirs(run_dir)
+  path = os.path.join(run_dir, "claim.json")
+  mine = claims.take(path, log)
+  if mine is None:
+    return None
+  try:
+    record = _record(run_dir)
+    if record is None:
+      claims.write_atomic(os.path.join(run_dir, "run.json"),
+                          json.dumps(new, indent=1))
+    elif record != new:  # another sweep made it meanwhile, otherwise
+      raise runner.CliError("%s was made under other settings: %s" % (
+          run_dir, "; ".join(_changes(record, new))))
+
+    def started(pid):  # a rerun stops it if we die without taking it along
+      mine.update(trainer_pid=pid, trainer_start=claims.process_start(pid))
+      claims.update(path, mine)
+    return run_one(sweep, *run, out_dir=out_dir, log=log, on_start=started)
+  finally:
+    claims.release(path, mine)
 
 
 def main(args):
   sweep = load(args.sweep_file, args.gin_param or ())
-  runs = sweep.runs()
+  every = sweep.runs()
+  runs = every
   if args.only:
     unknown = set(args.only) - {r[0] for r in runs}
     if unknown:
       raise SystemExit("--only names no run of this sweep: %s. Runs: %s"
                        % (sorted(unknown), [r[0] for r in runs]))
     runs = [r for r in runs if r[0] in args.only]
+  out_dir = args.out_dir
+  changed = stale(sweep, runs, out_dir)
+  if changed:
+    raise SystemExit(
+        "[sweep] %d of %d runs in %s were made under other settings than "
+        "this sweep's; nothing was run:\n%s\nTo redo a run under these "
+        "settings, delete its directory (move it elsewhere to keep it); to "
+        "keep its result, sweep with the settings it was made under, or into "
+        "another --out_dir." % (len(changed), len(runs), out_dir,
+                                "\n".join(changed)))
   check_runs(sweep, [r for r in runs if not cached(
-      sweep, os.path.join(args.out_dir, r[0]))])
-  os.makedirs(args.out_dir, exist_ok=True)
-  print("[sweep] %d runs -> %s" % (len(runs), args.out_dir), flush=True)
-  results, failed = [], []
-  for i, run in enumerate(runs):
-    if args.max_runs is not None and i >= args.max_runs:
-      print("[sweep] stopping after %d runs (--max_runs)" % args.max_runs)
-      break
-    try:
-      results.append(run_one(sweep, *run, out_dir=args.out_dir,
-                             log=lambda m: print(m, flush=True)))
-    except Exception as e:  # pylint: disable=broad-except
-      # one failed run must not cost the others, nor the table of them
-      print("[sweep] %s FAILED: %s" % (run[0], e if isinstance(
-          e, runner.CliError) else traceback.format_exc()), flush=True)
-      failed.append((run[0], _latest_log(os.path.join(args.out_dir, run[0]))))
-  if results and (failed or len(results) == len(runs)):
-    write_tables(results, args.out_dir, os.path.basename(args.sweep_file))
-    print("[sweep] wrote results.csv, results.md, results.png in %s (%d runs)"
-          % (args.out_dir, len(results)))
+      sweep, os.path.join(out_dir, r[0]))])
+  _gfile().makedirs(out_dir)
+  print("[sweep] %d runs -> %s" % (len(runs), out_dir), flush=True)
+  log = lambda m: print(m, flush=True)  # pylint: disable=unnecessary-lambda-assignment
+  if args.max_runs is not None and args.max_runs < len(runs):
+    print("[sweep] stopping after %d runs (--max_runs)" % args.max_runs)
+    runs = runs[:args.max_runs]
+  failed, todo, told = [], list(runs), None
+  while todo:
+    held = []
+    for run in todo:
+      try:
+        if _claimed_run(sweep, run, out_dir, log) is None:
+          held.append(run)
+      except Exception as e:  # pylint: disable=broad-except
+        # one failed run must not cost the others, nor the table of them
+        print("[sweep] %s FAILED: %s" % (run[0], e if isinstance(
+            e, runner.CliError) else traceback.format_exc()), flush=True)
+        failed.append((run[0], _latest_log(os.path.join(out_dir, run[0]))))
+    if held and told != held:
+      print("[sweep] waiting for %d runs another process holds: %s (a "
+            "holder on a machine that is gone: delete its claim.json)" % (
+                len(held), ", ".join("%s (%s)" % (r[0], claims.describe(
+                    claims.read_json(os.path.join(out_dir, r[0],
+                                                  "claim.json")) or {}))
+                                     for r in held)), flush=True)
+      told = held
+    if held:
+      time.sleep(POLL)
+    todo = held
+  # the tables hold every run of the sweep that has a result, whichever
+  # process made it; one writer at a time, so the last holds them all
+  lock = os.path.join(out_dir, "tables.claim")
+  mine = claims.wait(lock, log)
+  try:
+    results, missing = collect(sweep, every, out_dir)
+    if results:
+      write_tables(results, out_dir, os.path.basename(args.sweep_file),
+                   missing)
+      print("[sweep] wrote results.csv, results.md, results.png in %s (%d of "
+            "%d runs%s)" % (out_dir, len(results), len(every),
+                            "; not finished: %s" % ", ".join(missing)
+                            if missing else ""), flush=True)
+  finally:
+    claims.release(lock, mine)
   if failed:
     raise SystemExit("[sweep] %d runs failed (the sweep resumes them when "
                      "run again):\n%s" % (len(failed), "\n".join(

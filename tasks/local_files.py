@@ -23,20 +23,18 @@ sentencepiece.model) with
 Small models trained from scratch learn little from one label token per example
 in bytes (measured: SST-2 stays at chance for 2000 steps in bytes, reaches 78% by
 then in 2000 word pieces; bench/quality.py). A malformed row (wrong column
-count, unknown label, empty text, bytes that are not valid in the encoding, a
-label longer than the targets length) raises an error naming the file and line,
-unless local_*.skip_malformed = True, in which case exactly those rows are
-skipped and their count is logged. CSV is read as Python's csv module reads it.
+count, unknown or empty label, empty text, bytes that are not valid in the
+encoding, a label longer than the targets length, the header again) raises an
+error naming the file and line, unless local_*.skip_malformed = True, in which
+case exactly those rows are skipped. Every file's lines are accounted for in
+the log (_Account). CSV is read as Python's csv module reads it.
 """
 
 import codecs
 import collections
 import csv
-import functools
-import json
 import os
-import subprocess
-import sys
+import re
 
 from absl import logging
 import gin
@@ -46,113 +44,12 @@ from t5.evaluation import metrics
 import tensorflow.compat.v2 as tf
 
 from synth_mtf.tasks.features import features
+# the vocabulary lives in vocabulary.py; these names stay importable here
+from synth_mtf.tasks.vocabulary import local_vocabulary  # noqa: F401
+from synth_mtf.tasks.vocabulary import train_sentencepiece  # noqa: F401
+from synth_mtf.tasks.vocabulary import VOCAB
 
 SPLITS = ("train", "validation")
-
-
-@gin.configurable
-def local_vocabulary(sentencepiece_model=None, extra_ids=None):
-  """The vocabulary of every synth_mtf_local_* task (read when the data are,
-  after the CLI has parsed gin): seqio's bytes, or `sentencepiece_model` (a
-  local or gs:// path) with `extra_ids` sentinels for span corruption (default
-  100, as T5's default vocabulary). Bytes take none: T5's sentinels are the
-  top ids, bytes that no UTF-8 text holds."""
-  if sentencepiece_model is None:
-    if extra_ids is not None:
-      raise ValueError(
-          "local_vocabulary.extra_ids = %r applies to a SentencePiece model "
-          "only: bind local_vocabulary.sentencepiece_model too, or unbind "
-          "extra_ids (bytes need no sentinels)." % (extra_ids,))
-    return _vocabulary(None, 0)
-  return _vocabulary(sentencepiece_model,
-                     100 if extra_ids is None else extra_ids)
-
-
-@functools.lru_cache(maxsize=None)
-def _vocabulary(sentencepiece_model, extra_ids):
-  """One vocabulary object per setting (checked once, loaded lazily)."""
-  if sentencepiece_model is None:
-    return seqio.ByteVocabulary()
-  if not isinstance(sentencepiece_model, str) or not tf.io.gfile.exists(
-      sentencepiece_model):
-    raise FileNotFoundError(
-        "local_vocabulary.sentencepiece_model = %r: no such file. Bind it to "
-        "a SentencePiece .model file, or leave it unbound for bytes."
-        % (sentencepiece_model,))
-  return seqio.SentencePieceVocabulary(sentencepiece_model, extra_ids)
-
-
-def train_sentencepiece(text_path, model_prefix, vocab_size, **options):
-  """Train a SentencePiece model in T5's style (unigram, pad 0, EOS 1, UNK 2,
-  no BOS, byte fallback) on a text file, one sentence per line, with every
-  sentence (no sampling, one thread: the same file gives the same model).
-  `options` go to sentencepiece's trainer. Runs in a fresh Python process:
-  in one that has loaded TensorFlow, sentencepiece's trainer crashes
-  (measured: SIGSEGV). Returns the .model path."""
-  settings = dict(input=text_path, model_prefix=model_prefix,
-                  vocab_size=vocab_size, model_type="unigram",
-                  character_coverage=1.0, byte_fallback=True, pad_id=0,
-                  eos_id=1, unk_id=2, bos_id=-1, input_sentence_size=0,
-                  max_sentence_length=1 << 16, num_threads=1, minloglevel=2)
-  settings.update(options)
-  subprocess.run([sys.executable, "-c", "import json, sys\n"
-                  "import sentencepiece as spm\n"
-                  "spm.SentencePieceTrainer.train(**json.loads(sys.argv[1]))",
-                  json.dumps(settings)], check=True)
-  return model_prefix + ".model"
-
-
-class LocalVocabulary(seqio.Vocabulary):
-  """Stands in the tasks' features for local_vocabulary(), which it asks on
-  every use: the tasks are registered at import, before gin is parsed."""
-
-  def __init__(self):
-    super().__init__(extra_ids=0)
-
-  @property
-  def vocabulary(self):
-    return local_vocabulary()
-
-  @property
-  def extra_ids(self):
-    return self.vocabulary.extra_ids
-
-  @property
-  def eos_id(self):
-    return self.vocabulary.eos_id
-
-  @property
-  def unk_id(self):
-    return self.vocabulary.unk_id
-
-  @property
-  def pad_id(self):
-    return self.vocabulary.pad_id
-
-  @property
-  def _base_vocab_size(self):
-    return self.vocabulary.vocab_size - self.vocabulary.extra_ids
-
-  def _encode(self, s):
-    return self.vocabulary.encode(s)
-
-  def _decode(self, ids):
-    return self.vocabulary.decode(ids)
-
-  def _encode_tf(self, s):
-    return self.vocabulary.encode_tf(s)
-
-  def _decode_tf(self, ids):
-    return self.vocabulary.decode_tf(ids)
-
-  def __eq__(self, other):
-    return isinstance(other, LocalVocabulary) or self.vocabulary == other
-
-  def __hash__(self):
-    return hash(LocalVocabulary)
-
-
-VOCAB = LocalVocabulary()
 
 
 class MalformedFileError(ValueError):
@@ -171,19 +68,27 @@ def _check_path(path, binding):
     raise MalformedFileError("%s = %r: the file is empty." % (binding, path))
 
 
-def _split_path(name, split, train_path, validation_path):
+def _split_path(name, split, train_path, validation_path, rows=False):
   """The split's file. Training checks the validation file too, so a wrong
-  path fails now rather than at evaluation, after training."""
+  path fails now rather than at evaluation, after training. One file for
+  both splits needs rows (local_classification's *_rows) to part it."""
   path = {"train": train_path, "validation": validation_path}.get(split)
   _check_path(path, "%s.%s_path" % (name, split))
   if split == "train" and validation_path:
     _check_path(validation_path, "%s.validation_path" % name)
+  if not rows and train_path and validation_path and os.path.realpath(
+      train_path) == os.path.realpath(validation_path):
+    raise MalformedFileError(
+        "%s.train_path and %s.validation_path are the same file, %s: the "
+        "validation would score training examples. Bind validation_path to "
+        "another file." % (name, name, validation_path))
   return path
 
 
 def _decoded_lines(path, encoding, name):
-  """(line number, text, error) of each line; an undecodable line has an error
-  and its text decoded with replacement characters."""
+  """(line number, text, error) of each line, whichever its ending (\n, \r\n
+  or a bare \r; text keeps it, as csv wants); an undecodable line has an
+  error and its text decoded with replacement characters."""
   try:
     codecs.lookup(encoding)
   except LookupError:
@@ -191,24 +96,30 @@ def _decoded_lines(path, encoding, name):
         "%s.encoding = %r: unknown encoding. Bind it to a Python codec name, "
         "e.g. 'utf-8' or 'latin-1'." % (name, encoding)) from None
   with open(path, "rb") as f:
-    for n, raw in enumerate(f, start=1):
-      try:
-        text = raw.decode(encoding)
-      except UnicodeDecodeError as e:
-        yield n, raw.decode(encoding, "replace"), (
-            "not valid %s (%s); if the file has another encoding, bind "
-            "%s.encoding to it, e.g. 'latin-1'" % (encoding, e.reason, name))
-        continue
-      # a byte order mark is not part of the first row's label
-      yield n, text.lstrip("\ufeff") if n == 1 else text, None
+    raws = re.findall(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", f.read())
+  for n, raw in enumerate(raws, start=1):
+    try:
+      text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+      yield n, raw.decode(encoding, "replace"), (
+          "not valid %s (%s); if the file has another encoding, bind "
+          "%s.encoding to it, e.g. 'latin-1'" % (encoding, e.reason, name))
+      continue
+    # a byte order mark is not part of the first row's label
+    yield n, text.lstrip("\ufeff") if n == 1 else text, None
 
 
-class _Rows(object):
-  """Collects examples, raising or counting malformed rows."""
+class _Account(object):
+  """Every line of a file accounted for: the examples made from it, the rows
+  skipped (or raised) with their lines, blank lines, a header, and the
+  examples T5 will cut to the bound sequence length."""
 
-  def __init__(self, path, binding, skip_malformed):
+  def __init__(self, path, binding, skip_malformed, lines, split_up=()):
     self.path, self.binding, self.skip = path, binding, skip_malformed
+    self.lines, self.split_up = lines, split_up  # features split, never cut
     self.examples, self.skipped, self.first_problem = [], [], None
+    self.blank = sum(1 for _, text, _ in lines if not text.strip())
+    self.header = 0
 
   def bad(self, line, why, last=None):
     """A malformed row on lines line..last (one CSV row may span several)."""
@@ -222,29 +133,45 @@ class _Rows(object):
     self.first_problem = self.first_problem or msg
 
   def done(self):
-    if self.skipped:
-      shown = ", ".join(self.skipped[:20])
-      logging.warning(
-          "%s: skipped %d malformed rows of %s (lines %s%s; first: %s)",
-          self.binding, len(self.skipped), self.path, shown,
-          ", ..." if len(self.skipped) > 20 else "", self.first_problem)
     if not self.examples:
       raise MalformedFileError("%s: %s has no usable rows." %
                                (self.binding, self.path))
-    logging.info("%s: %d examples from %s", self.binding, len(self.examples),
-                 self.path)
+    notes = []
+    if self.skipped:
+      notes.append("skipped %d malformed rows (lines %s%s; first: %s)" % (
+          len(self.skipped), ", ".join(self.skipped[:20]),
+          ", ..." if len(self.skipped) > 20 else "", self.first_problem))
+    for key, length in sorted(_bound_lengths().items()):
+      cut = [n for n in (len(VOCAB.encode(e[key])) + 1 for e in self.examples
+                         if key in e and key not in self.split_up)
+             if n > length]
+      if cut:  # T5 trims them to the length, EOS kept
+        notes.append("%d %s longer than utils.run.sequence_length[%r] = %d "
+                     "tokens with EOS, cut to it (the longest: %d)" % (
+                         len(cut), key, key, length, max(cut)))
+    made = len(self.examples)
+    # lines neither an example, nor the header, nor blank (a text file's
+    # documents are its non-blank lines): rows skipped, or spanning lines
+    unexplained = len(self.lines) - made - self.header - self.blank
+    logging.log(
+        logging.WARNING if notes or unexplained or (
+            self.blank and not self.split_up) else logging.INFO,
+        "%s: %s: %d lines read, %d examples made (%d blank lines%s)%s",
+        self.binding, self.path, len(self.lines), made, self.blank,
+        ", 1 header" if self.header else "",
+        "".join("; " + n for n in notes))
     return self.examples
 
 
-def _bound_targets_length():
-  """utils.run.sequence_length['targets'] where gin binds it to a number, else
-  None (then labels_fit, in the pipeline, is the only check)."""
+def _bound_lengths():
+  """utils.run.sequence_length's numbers, where gin binds them, else {} (then
+  labels_fit, in the pipeline, is the only check of the labels)."""
   try:
     lengths = gin.query_parameter("utils.run.sequence_length")
   except ValueError:  # utils.run not imported, or nothing bound
-    return None
-  n = lengths.get("targets") if isinstance(lengths, dict) else None
-  return n if isinstance(n, int) else None
+    return {}
+  return {k: n for k, n in (lengths or {}).items()
+          if isinstance(n, int)} if isinstance(lengths, dict) else {}
 
 
 @gin.configurable
@@ -286,22 +213,34 @@ def local_classification(split,
     a list of {"inputs": str, "targets": str}.
   """
   path = _split_path("local_classification", split, train_path,
-                     validation_path)
+                     validation_path, rows=True)
   examples = read_table(
       path, "local_classification", split, file_format=file_format,
       label_column=label_column, text_columns=text_columns, header=header,
       labels=labels, backslash_is_newline=backslash_is_newline,
       task_prefix=task_prefix, encoding=encoding,
-      skip_malformed=skip_malformed, targets_length=_bound_targets_length())
-  rows = {"train": train_rows, "validation": validation_rows}.get(split)
-  if rows is None:
-    return examples
-  start, stop = rows
-  if not 0 <= start < stop <= len(examples):
-    raise MalformedFileError(
-        "local_classification.%s_rows = %r is outside the %d examples of %s."
-        % (split, list(rows), len(examples), path))
-  return examples[start:stop]
+      skip_malformed=skip_malformed,
+      targets_length=_bound_lengths().get("targets"))
+  ranges = {"train": train_rows, "validation": validation_rows}
+  for name, rows in ranges.items():
+    if rows is not None and not 0 <= rows[0] < rows[1] <= len(examples):
+      raise MalformedFileError(
+          "local_classification.%s_rows = %r is outside the %d examples of "
+          "%s." % (name, list(rows), len(examples), path))
+  if validation_path and os.path.realpath(train_path or "") == (
+      os.path.realpath(validation_path)):
+    (a, b), (c, d) = [r or (0, len(examples)) for r in ranges.values()]
+    if max(a, c) < min(b, d):
+      raise MalformedFileError(
+          "local_classification: train_path and validation_path are the same "
+          "file and its examples %d-%d are in both splits (train_rows = %r, "
+          "validation_rows = %r): the validation would score training "
+          "examples. Bind the two to disjoint ranges, e.g. train_rows = "
+          "[0, %d], validation_rows = [%d, %d]." % (
+              max(a, c), min(b, d) - 1, train_rows, validation_rows,
+              len(examples) * 9 // 10, len(examples) * 9 // 10, len(examples)))
+  rows = ranges.get(split)
+  return examples if rows is None else examples[rows[0]:rows[1]]
 
 
 def read_table(path, name, split, *, file_format, label_column, text_columns,
@@ -318,10 +257,10 @@ def read_table(path, name, split, *, file_format, label_column, text_columns,
   if file_format not in ("tsv", "csv"):
     raise MalformedFileError("%s.file_format = %r: use 'tsv' or 'csv'."
                              % (name, file_format))
-  rows = _Rows(path, name, skip_malformed)
   sizes = {}
   want = max([label_column] + list(text_columns)) + 1
   lines = list(_decoded_lines(path, encoding, name))
+  rows = _Account(path, name, skip_malformed, lines)
   records = list(_tsv_records(lines) if file_format == "tsv" else
                  _csv_records(lines))
   if not records:
@@ -338,14 +277,21 @@ def read_table(path, name, split, *, file_format, label_column, text_columns,
   usual = counts.most_common(1)[0][0] if counts else None
   looks_like_header = _check_header(records, header, labels, label_column,
                                     path, name)
+  # the header (bound or looked like) found again: files concatenated
+  head = records[0] if header or looks_like_header else None
   if header:
     records = records[1:]
+    rows.header = head[1] - head[0] + 1
   for index, (first, last, fields, error) in enumerate(records):
     if error:
       rows.bad(first, error, last)
       continue
     if index == 0 and looks_like_header:
       rows.bad(first, looks_like_header)
+      continue
+    if head and fields == head[2] and first != head[0]:
+      rows.bad(first, "the header row of line %d again (files joined?): "
+               "delete this line" % head[0], last)
       continue
     if len(fields) < want:
       rows.bad(first, "expected at least %d columns, found %d" % (want,
@@ -358,6 +304,9 @@ def read_table(path, name, split, *, file_format, label_column, text_columns,
                                                    len(fields) > usual)), last)
       continue
     label = fields[label_column].strip()
+    if not label:
+      rows.bad(first, "empty label", last)
+      continue
     if labels is not None:
       if label not in labels:
         rows.bad(first, "unknown label %r (known: %s)" % (label,
@@ -401,9 +350,13 @@ def _check_header(records, header, labels, label_column, path, name):
   """Catch a header setting that does not fit the file. header = True on a
   file without one drops an example: raise. header = False on a file with one
   trains the header as a class: return why its first row is malformed."""
-  values = [f[label_column].strip() if f and len(f) > label_column else None
-            for _, _, f, _ in records]
-  first, rest = values[0], [v for v in values[1:] if v is not None]
+  # a copy of the first row later (a header again) is no evidence of a class
+  values = [f[label_column].strip() if f and len(f) > label_column and
+            f != records[0][2] else None for _, _, f, _ in records[1:]]
+  head = records[0][2]
+  first = head[label_column].strip() if head and len(head) > label_column \
+      else None
+  rest = [v for v in values if v is not None]
   if first is None or not rest:
     return None
   if labels is not None:
@@ -499,8 +452,10 @@ def local_lm(split,
   (t5's split_tokens_to_targets_length), never truncated.
   """
   path = _split_path("local_lm", split, train_path, validation_path)
-  rows = _Rows(path, "local_lm", skip_malformed)
-  for n, text, error in _decoded_lines(path, encoding, "local_lm"):
+  lines = list(_decoded_lines(path, encoding, "local_lm"))
+  rows = _Account(path, "local_lm", skip_malformed, lines,
+                  split_up=("targets",))
+  for n, text, error in lines:
     if error:
       rows.bad(n, error)
     elif text.strip():

@@ -288,6 +288,10 @@ def test_checkpoint_error_shows_shapes_that_differ(tmp_path):
     (["random", "dense"], {"dot_product": 0.9}, "unknown: \\['dot_product'\\]"),
     (["random", "dot_product"], {"v": 1.0}, "in \\(0, 1\\)"),
     (["random", "dot_product"], {"r": 0.5, "v": 0.4}, "summing to 1"),
+    (["random", "dot_product"], {"r": 0.3, "random": 0.6},
+     "names random twice"),
+    (["random", "dot_product"], {"dense": 0.3}, "unknown: \\['dense'\\]"),
+    (["random", "dot_product"], {"banana": 0.3}, "unknown: \\['banana'\\]"),
 ])
 def test_bad_alpha_init(kinds, alpha_init, match):
   with pytest.raises(ValueError, match=r"SynthesizerAttention.alpha_init=.*"

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +32,28 @@ Sweep.metric = 'sequence_accuracy'
 CMD = [os.path.join(os.path.dirname(sys.executable), "synth-mtf"), "sweep"]
 
 
+def kill_sweep_then_see_its_trainer_die(proc, claim, ready):
+  """Once the run's claim names a trainer and ready(), SIGKILL the sweep
+  alone (not its process group): its trainer must end too."""
+  deadline = time.time() + 600
+  holder = {}
+  while (not (holder.get("trainer_pid") and ready()) and
+         proc.poll() is None and time.time() < deadline):
+    time.sleep(0.2)
+    try:
+      holder = json.loads(claim.read_text())
+    except (OSError, ValueError):
+      pass
+  assert holder.get("trainer_pid") and ready(), proc.stdout.read()[-3000:]
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  trainer = holder["trainer_pid"]
+  deadline = time.time() + 30
+  while os.path.exists("/proc/%d" % trainer) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not os.path.exists("/proc/%d" % trainer), "trainer outlived sweep"
+
+
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_writes_tables(tmp_path):
   sweep_file = tmp_path / "two.gin"
@@ -39,16 +62,14 @@ def test_sweep_runs_resumes_and_writes_tables(tmp_path):
   runs = [r[0] for r in sweep_lib.load(str(sweep_file)).runs()]
   assert runs == ["R", "D+V"]
   first = out / "R" / "result.json"
-  # start, and kill the whole sweep (SIGKILL) once the first run has finished
+  claim = out / "D+V" / "claim.json"
+  # start, and kill the sweep alone (SIGKILL) once the second run's trainer
+  # runs: the trainer must die with it
   proc = subprocess.Popen(CMD + [str(sweep_file), "--out_dir", str(out)],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          start_new_session=True)
-  deadline = time.time() + 600
-  while not first.exists() and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.5)
-  assert first.exists(), proc.stdout.read().decode()[-3000:]
-  os.killpg(proc.pid, signal.SIGKILL)
-  proc.wait()
+                          text=True)
+  kill_sweep_then_see_its_trainer_die(proc, claim, lambda: True)
+  assert first.exists()
   assert not (out / "results.csv").exists()
   first_result = first.read_text()
   # the same command again: the finished run is skipped, the other one runs
@@ -56,7 +77,15 @@ def test_sweep_runs_resumes_and_writes_tables(tmp_path):
                         capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   assert "[sweep] R: done before, skipped" in done.stdout
+  assert "is gone; taking it over" in done.stdout
+  assert (out / "D+V" / "train.log").read_text().count(
+      "[sweep] attempt at") == 2
   assert first.read_text() == first_result
+  # one job for R alone keeps D+V's row in the tables
+  only = subprocess.run(CMD + [str(sweep_file), "--out_dir", str(out),
+                               "--only", "R"],
+                        capture_output=True, text=True, timeout=900)
+  assert only.returncode == 0, only.stdout[-3000:] + only.stderr[-3000:]
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
   assert [r["variant"] for r in rows] == ["R", "D+V"]
@@ -68,6 +97,13 @@ def test_sweep_runs_resumes_and_writes_tables(tmp_path):
     assert 0.0 <= float(r["value"]) <= 100.0
   md = (out / "results.md").read_text()
   assert "| R |" in md and "| D+V |" in md
+  # more training steps: not "done before", a refusal naming the change
+  more = subprocess.run(CMD + [str(sweep_file), "--out_dir", str(out),
+                               "--gin_param", "Sweep.bindings = "
+                               "['utils.run.train_steps = 4']"],
+                        capture_output=True, text=True, timeout=900)
+  assert more.returncode != 0
+  assert "made under other settings" in more.stderr, more.stderr[-3000:]
   png = (out / "results.png").read_bytes()
   assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -120,17 +156,20 @@ def test_a_failed_run_keeps_the_others_and_their_table(tmp_path, monkeypatch):
   out = tmp_path / "out"
 
   def fake_run_one(sweep, run_id, variant, gin_file, crossed, out_dir,
-                   log=print):
-    del sweep, gin_file, crossed, log
+                   **_):
+    del sweep, gin_file, crossed
     run_dir = os.path.join(out_dir, run_id)
     os.makedirs(run_dir, exist_ok=True)
     if run_id == "D+V":
       with open(os.path.join(run_dir, "train.log"), "w") as f:
         f.write("out of memory\n")
       raise runner.CliError("t5_mesh_transformer failed (exit 1)")
-    return {"run": run_id, "variant": variant, "bindings": "",
-            "parameters": 1000, "steps": 2, "steps_per_sec": 1.5,
-            "final_loss": 0.25, "metric": "m", "value": 50.0}
+    result = {"run": run_id, "variant": variant, "bindings": "",
+              "parameters": 1000, "steps": 2, "steps_per_sec": 1.5,
+              "final_loss": 0.25, "metric": "m", "value": 50.0}
+    with open(os.path.join(run_dir, "result.json"), "w") as f:
+      json.dump(result, f)
+    return result
 
   monkeypatch.setattr(sweep_lib, "run_one", fake_run_one)
   with pytest.raises(SystemExit) as e:
@@ -185,3 +224,218 @@ def test_a_run_trained_on_evaluates_only_its_new_steps(tmp_path, monkeypatch):
                      r" to evaluate every step again"):
     sweep_lib.run_one(sweep, "R", "R", "random.gin", [], str(tmp_path),
                       log=lambda m: None)
+
+
+# ---- identity, claims, ownership: the stub trainer (tests/fake_trainer.py)
+# in real sweep processes -----------------------------------------------------
+
+FAKE = os.path.join(os.path.dirname(__file__), "fake_trainer.py")
+FAKE_SWEEP = """
+import synth_mtf.sweep
+Sweep.base_gin_files = [%(base)r]
+Sweep.variants = {'R': 'models/synthesizer/random.gin',
+                  'D+V': 'models/synthesizer/dense_plus_vanilla.gin'}
+Sweep.bindings = ['utils.run.train_steps = %(steps)d']
+Sweep.metric = 'sequence_accuracy'
+Sweep.trainer = [%(python)r, %(fake)r]
+"""
+
+
+def fake_sweep(tmp_path, steps=2, base="experiments/demo_reverse.gin"):
+  path = tmp_path / "fake.gin"
+  path.write_text(FAKE_SWEEP % dict(base=base, steps=steps,
+                                    python=sys.executable, fake=FAKE))
+  return path
+
+
+def trainings(record):
+  """[(run dir name, start step)] of each training the stub began."""
+  if not record.exists():
+    return []
+  lines = [json.loads(l) for l in record.read_text().splitlines()]
+  return [(os.path.basename(l["model_dir"]), l["start"]) for l in lines
+          if l["event"] == "start" and l["kind"] == "train"]
+
+
+def start_sweep(sweep_file, out, env, *extra):
+  return subprocess.Popen(CMD + [str(sweep_file), "--out_dir", str(out)] +
+                          list(extra), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def fake_env(tmp_path, sleep=0.0):
+  return dict(os.environ, FAKE_TRAINER_RECORD=str(tmp_path / "record.jsonl"),
+              FAKE_TRAINER_SLEEP=str(sleep))
+
+
+def rows(out):
+  with open(out / "results.csv") as f:
+    return {r["run"]: r for r in csv.DictReader(f)}
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_out_dir_train_each_run_once(tmp_path):
+  """Two sweep processes side by side: every run trained once, by one of
+  them; the other waits for it; both end 0 with the full table."""
+  sweep_file = fake_sweep(tmp_path, steps=3)
+  env = fake_env(tmp_path, sleep=1.0)
+  out = tmp_path / "out"
+  procs = [start_sweep(sweep_file, out, env) for _ in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  assert sorted(trainings(tmp_path / "record.jsonl")) == [("D+V", 0),
+                                                         ("R", 0)]
+  assert any("waiting for" in o for o in outputs), outputs
+  assert sorted(rows(out)) == ["D+V", "R"]
+  assert not list(out.glob("*/claim.json"))
+
+
+@pytest.mark.slow
+def test_only_jobs_side_by_side_end_with_the_full_table(tmp_path):
+  """One job per run (--only), started together: the table each writes is
+  rebuilt from every run's result.json, so the last one holds both."""
+  sweep_file = fake_sweep(tmp_path)
+  env = fake_env(tmp_path, sleep=0.5)
+  out = tmp_path / "out"
+  procs = [start_sweep(sweep_file, out, env, "--only", run)
+           for run in ("D+V", "R")]
+  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outputs
+  table = rows(out)
+  assert sorted(table) == ["D+V", "R"]
+  for run, row in table.items():
+    result = json.loads((out / run / "result.json").read_text())
+    assert float(row["value"]) == result["value"] == 20.0  # step 2 x 10
+  # a later --only job keeps the other run's row
+  again = start_sweep(sweep_file, out, env, "--only", "R")
+  assert again.communicate(timeout=600)[0].count("done before, skipped") == 1
+  assert sorted(rows(out)) == ["D+V", "R"]
+  assert "not finished" not in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_killed_sweep_takes_its_trainer_and_the_rerun_keeps_the_whole_run(
+    tmp_path):
+  """kill -9 of the sweep (its pid alone) ends its trainer; the rerun takes
+  the claim over, trains on, and records steps/s and loss of both attempts."""
+  sweep_file = fake_sweep(tmp_path, steps=6)
+  env = fake_env(tmp_path, sleep=1.0)
+  out = tmp_path / "out"
+  proc = start_sweep(sweep_file, out, env, "--only", "R")
+  kill_sweep_then_see_its_trainer_die(
+      proc, out / "R" / "claim.json",
+      (out / "R" / "model.ckpt-2.index").exists)
+  killed_at = max(s for r, s in [(None, 0)] + [
+      (None, int(n.split("-")[1].split(".")[0]))
+      for n in os.listdir(out / "R") if n.endswith(".index")])
+  assert 2 <= killed_at < 6
+  again = start_sweep(sweep_file, out, env, "--only", "R")
+  text = again.communicate(timeout=600)[0]
+  assert again.returncode == 0, text
+  assert "is gone; taking it over" in text
+  assert trainings(tmp_path / "record.jsonl") == [("R", 0), ("R", killed_at)]
+  log = (out / "R" / "train.log").read_text()
+  assert log.count("[sweep] attempt at") == 2
+  result = json.loads((out / "R" / "result.json").read_text())
+  # the stub reports rate = step and loss = 1/step at each step it trains:
+  # steps 1..killed_at (perhaps one more, killed before its checkpoint),
+  # then killed_at+1..6; the median is over all of them
+  rates = [float(r) for r in runner.RATE_RE.findall(log)]
+  assert sorted(set(rates)) == list(range(1, 7)), rates
+  assert result["steps_per_sec"] == statistics.median(rates)
+  assert result["final_loss"] == float("%f" % (1.0 / 6))  # as printed
+  assert result["steps"] == 6
+
+
+def test_changed_settings_are_refused_naming_what_changed(tmp_path,
+                                                         monkeypatch):
+  """A run dir made under other bindings or another gin file's contents is
+  refused before anything runs, naming the change and the way out."""
+  gin_dir = tmp_path / "gin"
+  gin_dir.mkdir()
+  base = gin_dir / "base.gin"
+  base.write_text("include 'experiments/demo_reverse.gin'\n")
+  sweep_file = fake_sweep(tmp_path, steps=2, base=str(base))
+  monkeypatch.setenv("FAKE_TRAINER_RECORD", str(tmp_path / "record.jsonl"))
+  out = tmp_path / "out"
+  sweep_lib.main(sweep_args(sweep_file, out, ["Sweep.eval_gin_files = []"]))
+  assert len(trainings(tmp_path / "record.jsonl")) == 2
+  before = (out / "R" / "result.json").read_text()
+  with pytest.raises(SystemExit, match=(
+      r"2 of 2 runs in .* were made under other settings(.|\n)*  R: bindings: "
+      r"\['utils.run.train_steps = 2'\] -> \['utils.run.train_steps = 3'\]"
+      r"(.|\n)*delete its directory")):
+    sweep_lib.main(sweep_args(sweep_file, out, [
+        "Sweep.eval_gin_files = []",
+        "Sweep.bindings = ['utils.run.train_steps = 3']"]))
+  base.write_text("include 'experiments/demo_reverse.gin'\n"
+                  "utils.run.batch_size = ('sequences_per_batch', 4)\n")
+  with pytest.raises(SystemExit, match=r"R: .*base.gin changed"):
+    sweep_lib.main(sweep_args(sweep_file, out, ["Sweep.eval_gin_files = []"]))
+  assert (out / "R" / "result.json").read_text() == before
+  assert len(trainings(tmp_path / "record.jsonl")) == 2  # nothing ran
+
+
+def test_a_stale_claim_is_taken_over_and_its_trainer_stopped(tmp_path):
+  from synth_mtf import claims  # pylint: disable=g-import-not-at-top
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  leftover = subprocess.Popen(["sleep", "60"], start_new_session=True)
+  path = str(tmp_path / "claim.json")
+  stale = dict(claims.me(), pid=dead.pid, pid_start="1",
+               trainer_pid=leftover.pid,
+               trainer_start=claims.process_start(leftover.pid))
+  (tmp_path / "claim.json").write_text(json.dumps(stale))
+  said = []
+  mine = claims.take(path, said.append)
+  assert mine and mine["pid"] == os.getpid()
+  assert leftover.wait(timeout=10) == -signal.SIGKILL
+  assert "taking it over; stopped its leftover trainer (pid %d)" % (
+      leftover.pid) in said[0]
+  # held by a live process (this one): another taker gets None
+  assert claims.take(path, said.append) is None
+  claims.release(path, mine)
+  assert not os.path.exists(path)
+
+
+def test_sweep_writes_everything_through_gfile(monkeypatch):
+  """An out_dir on another filesystem (TF's ram://, as gs:// would be):
+  claims, logs, results and tables land there, nothing on the local disk."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = "ram://sweep_%d" % os.getpid()
+
+  def fake_cli(cmd, log_path, append=False, **_):
+    model_dir = [a for a in cmd if a.startswith("--model_dir=")][0][12:]
+    assert tf.io.gfile.exists(os.path.join(model_dir, "claim.json"))
+    evaluating = any("eval_checkpoint_step" in a for a in cmd)
+    with tf.io.gfile.GFile(log_path, "a" if append else "w") as f:
+      f.write("INFO:tensorflow:eval/x/sequence_accuracy at step 2: 50.0\n"
+              if evaluating else "INFO:tensorflow:global_step/sec: 3.0\n"
+              "tf_loss[0.5][2]\n")
+    with tf.io.gfile.GFile(os.path.join(model_dir, "model.ckpt-2.index"),
+                           "w") as f:
+      f.write("")
+
+  monkeypatch.setattr(runner, "run_cli", fake_cli)
+  monkeypatch.setattr(runner, "checkpoint_parameters", lambda d: 7)
+  sweep = sweep_lib.Sweep(variants={"R": "models/synthesizer/random.gin"},
+                          base_gin_files=["experiments/demo_reverse.gin"],
+                          metric="sequence_accuracy")
+  monkeypatch.setattr(sweep_lib, "load", lambda *a: sweep)
+  cwd = os.listdir(".")
+  sweep_lib.main(sweep_args("s.gin", out))
+  assert os.listdir(".") == cwd
+  assert not tf.io.gfile.exists(out + "/R/claim.json")
+  with tf.io.gfile.GFile(out + "/results.csv") as f:
+    (row,) = csv.DictReader(f)
+  assert (row["run"], row["parameters"], row["value"]) == ("R", "7", "50.0")
+  assert tf.io.gfile.GFile(out + "/results.png", "rb").read(4) == b"\x89PNG"
+  assert "| R | - | 7 | 2 | 3.00 | 0.5000 |" in tf.io.gfile.GFile(
+      out + "/results.md").read()
+
+
+def test_sweep_table_format():
+  """The results.md layout (one writer, synth_mtf/tables.py)."""
+  from synth_mtf import tables  # pylint: disable=g-import-not-at-top
+  assert tables.markdown(["a", "b"], [[1, None], ["x", 2.5]], align="lr") == (
+      "| a | b |\n|---|---:|\n| 1 |  |\n| x | 2.5 |")

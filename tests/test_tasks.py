@@ -542,3 +542,109 @@ def test_encoding_errors_name_the_encoding_binding(tmp_path):
   with pytest.raises(local_files.MalformedFileError,
                      match=r"t\.tsv:2: not valid utf-8.*local_lm\.encoding"):
     local_files.local_lm("train")
+
+
+# ---- issue 40: every line accounted for --------------------------------------
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_any_line_ending_reads_as_lines(tmp_path, ending):
+  lines = ["0\tfirst", "1\tsecond", "0\tthird"]
+  path = write(tmp_path, "t.tsv", ending.join(lines) + ending)
+  bind(path)
+  got = local_files.local_classification("train")
+  assert [g["inputs"] for g in got] == [
+      "classify: " + line.split("\t")[1] for line in lines]
+  bind(write(tmp_path, "t.csv", ending.join(
+      '%s,"%s"' % tuple(line.split("\t")) for line in lines) + ending),
+       file_format="csv")
+  assert local_files.local_classification("train") == got
+  with gin.unlock_config():
+    gin.bind_parameter("local_lm.train_path", path)
+  assert [g["targets"] for g in local_files.local_lm("train")] == [
+      line.strip() for line in "\n".join(lines).splitlines()]
+
+
+def test_every_line_is_accounted_for_in_the_log(tmp_path, caplog):
+  path = write(tmp_path, "t.tsv", "0\tgood\n\n1\tfine\n7\tbad label\n0\tok\n")
+  bind(path, skip_malformed=True)
+  with caplog.at_level(logging.INFO):
+    got = local_files.local_classification("train")
+  assert len(got) == 3
+  (record,) = [r for r in caplog.records if "lines read" in r.getMessage()]
+  assert record.levelno == logging.WARNING
+  assert ("5 lines read, 3 examples made (1 blank lines); skipped 1 malformed "
+          "rows (lines 4; first: %s:4: unknown label '7'" % path
+          in record.getMessage())
+  caplog.clear()
+  bind(write(tmp_path, "clean.tsv", "0\tgood\n1\tfine\n"))
+  with caplog.at_level(logging.INFO):
+    local_files.local_classification("train")
+  (record,) = [r for r in caplog.records if "lines read" in r.getMessage()]
+  assert record.levelno == logging.INFO
+  assert "2 lines read, 2 examples made (0 blank lines)" in record.getMessage()
+
+
+def test_inputs_longer_than_the_length_are_counted(tmp_path, caplog):
+  texts = ["short", "a rather longer text", "the longest text of them all"]
+  path = write(tmp_path, "t.tsv", "".join("0\t%s\n" % t for t in texts))
+  bind(path)
+  with gin.unlock_config():
+    gin.parse_config(["utils.run.sequence_length = {'inputs': 24, "
+                      "'targets': 8}"])
+  with caplog.at_level(logging.INFO):
+    local_files.local_classification("train")
+  sizes = [len(("classify: " + t).encode()) + 1 for t in texts]  # bytes + EOS
+  cut = [n for n in sizes if n > 24]
+  assert len(cut) == 2
+  (record,) = [r for r in caplog.records if "lines read" in r.getMessage()]
+  assert record.levelno == logging.WARNING
+  assert ("2 inputs longer than utils.run.sequence_length['inputs'] = 24 "
+          "tokens with EOS, cut to it (the longest: %d)" % max(cut)
+          in record.getMessage())
+
+
+def test_a_header_found_again_is_an_error_at_its_line(tmp_path):
+  """Two files joined: with labels unbound the first row is still taken for
+  a header (its copy is no class), and the copy is an error at its line."""
+  path = write(tmp_path, "t.tsv", "label\tsentence\n0\ta\n1\tb\n"
+               "label\tsentence\n0\tc\n1\td\n")
+  bind(path, labels=None)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:1: it looks like a header row.*Bind "
+                     r"local_classification\.header = True"):
+    local_files.local_classification("train")
+  bind(path, labels=None, header=True)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:4: the header row of line 1 again"):
+    local_files.local_classification("train")
+
+
+def test_an_empty_label_is_an_error(tmp_path):
+  bind(write(tmp_path, "t.tsv", "a\tfine\n\tno label\nb\tok\n"), labels=None)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"t\.tsv:2: empty label"):
+    local_files.local_classification("train")
+
+
+def test_validation_rows_overlapping_training_rows_are_refused(tmp_path):
+  path = write(tmp_path, "t.tsv", "".join("%d\ttext %d\n" % (i % 2, i)
+                                         for i in range(10)))
+  for train_rows, validation_rows, overlap in [
+      ([0, 6], [5, 10], "5-5"), (None, [8, 10], "8-9"), ([0, 8], None, "0-7")]:
+    bind(path, validation_path=path, train_rows=train_rows,
+         validation_rows=validation_rows)
+    for split in ("train", "validation"):
+      with pytest.raises(local_files.MalformedFileError,
+                         match=r"same file and its examples %s are in both "
+                         r"splits" % overlap):
+        local_files.local_classification(split)
+  bind(path, validation_path=path, train_rows=[0, 8], validation_rows=[8, 10])
+  assert [g["inputs"] for g in local_files.local_classification(
+      "validation")] == ["classify: text 8", "classify: text 9"]
+  with gin.unlock_config():
+    gin.bind_parameter("local_lm.train_path", path)
+    gin.bind_parameter("local_lm.validation_path", path)
+  with pytest.raises(local_files.MalformedFileError,
+                     match=r"local_lm.train_path and local_lm.validation_path "
+                     r"are the same file"):
+    local_files.local_lm("validation")
