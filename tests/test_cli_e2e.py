@@ -5,18 +5,14 @@ generated task and evaluates with decoding; the checkpoint proves the variant
 is what ran.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import tensorflow as tf
 
+import conftest
 from synth_mtf import variants
 
 pytestmark = pytest.mark.slow
 
-CLI = os.path.join(os.path.dirname(sys.executable), "t5_mesh_transformer")
 CONFIGS = sorted(v.stem for v in variants.synthesizers())
 SCOPES = {"random": ["random/R"], "fixed_random": ["fixed_random/R"],
           "factorized_random": ["factorized_random/R1"], "dense": ["dense/W2"],
@@ -26,19 +22,7 @@ SCOPES = {"random": ["random/R"], "fixed_random": ["fixed_random/R"],
           "dense_plus_vanilla": ["dense/W2", "dot_product/k", "alpha"],
           "factorized_random_plus_vanilla": ["factorized_random/R2",
                                              "dot_product/q", "alpha"]}
-SMALL = ["utils.run.batch_size=('sequences_per_batch', 8)",
-         "utils.run.save_checkpoints_steps=3"]
-
-
-def run_cli(model_dir, gin_files, params):
-  cmd = [CLI, "--model_dir=%s" % model_dir, "--module_import=synth_mtf",
-         "--gin_file=experiments/demo_reverse.gin"]
-  cmd += ["--gin_file=%s" % f for f in gin_files]
-  cmd += ["--gin_param=%s" % p for p in params]
-  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-  log = proc.stdout + proc.stderr
-  assert proc.returncode == 0, log[-4000:]
-  return log
+run_cli = conftest.run_stock_cli
 
 
 def checkpoint_names(model_dir):
@@ -48,15 +32,20 @@ def checkpoint_names(model_dir):
 def train_and_eval(model_dir, config, extra_eval_files=("greedy_decode.gin",),
                    params=()):
   run_cli(model_dir, ["models/synthesizer/%s.gin" % config],
-          SMALL + ["utils.run.train_steps=3"] + list(params))
-  names = checkpoint_names(model_dir)
-  log = run_cli(model_dir, ["models/synthesizer/%s.gin" % config, "eval.gin"]
-                + list(extra_eval_files),
-                list(params) + ["run.dataset_split='validation'",
-                                "utils.run.batch_size=('sequences_per_batch', 64)",
-                                "Bitransformer.decode.max_decode_length=16",
-                                "eval_checkpoint_step=3"])
-  return names, log
+          conftest.TINY_T5_PARAMS + list(params))
+  return checkpoint_names(model_dir), evaluate(model_dir, config,
+                                               extra_eval_files, params)
+
+
+def evaluate(model_dir, config, extra_eval_files=("greedy_decode.gin",),
+             params=()):
+  """Decode the validation split with the checkpoint of step 3; -> the log."""
+  return run_cli(model_dir, ["models/synthesizer/%s.gin" % config, "eval.gin"]
+                 + list(extra_eval_files),
+                 list(params) + ["run.dataset_split='validation'",
+                                 "utils.run.batch_size=('sequences_per_batch', 64)",
+                                 "Bitransformer.decode.max_decode_length=16",
+                                 "eval_checkpoint_step=3"])
 
 
 def assert_variant(names, config):
@@ -69,16 +58,20 @@ def assert_variant(names, config):
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-def test_stock_cli_trains_and_decodes(config, tmp_path):
+def test_stock_cli_trains_and_decodes(config, trained_tiny_t5):
   # greedy_decode.gin also switches activations to bfloat16, as on TPU
-  names, log = train_and_eval(str(tmp_path), config)
+  model_dir = trained_tiny_t5(config)
+  names, log = checkpoint_names(model_dir), evaluate(model_dir, config)
   assert_variant(names, config)
   assert "eval/synth_mtf_reverse/sequence_accuracy at step 3:" in log
 
 
-def test_beam_search_with_cached_keys(tmp_path):
-  names, log = train_and_eval(str(tmp_path), "dense_plus_vanilla",
-                              extra_eval_files=("beam_search.gin",))
+def test_beam_search_with_cached_keys(trained_tiny_t5):
+  # the model the test above trained and decoded greedily
+  model_dir = trained_tiny_t5("dense_plus_vanilla")
+  names = checkpoint_names(model_dir)
+  log = evaluate(model_dir, "dense_plus_vanilla",
+                 extra_eval_files=("beam_search.gin",))
   assert_variant(names, "dense_plus_vanilla")
   assert "sequence_accuracy at step 3:" in log
 
@@ -96,7 +89,7 @@ def test_multiprocessor_mesh_through_the_cli(tmp_path):
 
 def test_decoder_only_lm(tmp_path):
   run_cli(str(tmp_path), ["models/synthesizer/random_plus_vanilla.gin"],
-          SMALL + ["utils.run.train_steps=3", "utils.run.model_type='lm'",
+          conftest.TINY_T5_PARAMS + ["utils.run.model_type='lm'",
                    "MIXTURE_NAME='synth_mtf_reverse_lm'",
                    "utils.run.sequence_length={'inputs': 32, 'targets': 32}"])
   names = checkpoint_names(str(tmp_path))

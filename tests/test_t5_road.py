@@ -86,27 +86,43 @@ def reported(log, task):
 
 # ---- 1. GLUE and SuperGLUE through the stock CLI ---------------------------
 
+@pytest.fixture(scope="module")
+def trained(spm, tmp_path_factory):
+  """trained(experiment, model) -> the model dir of the TINY T5 with `model`
+  (a gin file) trained 2 steps on `experiment`'s mixture, once per module:
+  the tests that only evaluate, serve or score it share one."""
+  dirs = {}
+
+  def model_dir(experiment, model):
+    if (experiment, model) not in dirs:
+      d = tmp_path_factory.mktemp("trained")
+      cli(spm, d, [experiment, model], TINY + ["utils.run.train_steps = 2"])
+      dirs[(experiment, model)] = d
+    return dirs[(experiment, model)]
+
+  return model_dir
+
+
 @pytest.mark.parametrize("experiment,tasks", [(GLUE, GLUE_TASKS),
                                               (SUPER_GLUE, SUPER_GLUE_TASKS)],
                          ids=["glue", "super_glue"])
 @pytest.mark.parametrize("model", [R, RV], ids=["R", "R+V"])
-def test_benchmark_mixture_trains_and_evaluates(spm, tmp_path, experiment,
+def test_benchmark_mixture_trains_and_evaluates(spm, trained, experiment,
                                                 tasks, model):
-  cli(spm, tmp_path, [experiment, model],
-      TINY + ["utils.run.train_steps = 2"])
-  names = set(variables(tmp_path / "model.ckpt-2"))
+  model_dir = trained(experiment, model)
+  names = set(variables(model_dir / "model.ckpt-2"))
   attention = [n for n in names if "/layer_000/" in n and "Attention" in n]
   assert attention and not [n for n in attention if "/SelfAttention/" in n]
   assert "encoder/block_001/layer_000/SynthesizerAttention/random/R" in names
   assert (("decoder/block_000/layer_000/SynthesizerAttention/dot_product/q"
            in names) == (model == RV))
-  log = cli(spm, tmp_path, [experiment, model] + EVAL,
+  log = cli(spm, model_dir, [experiment, model] + EVAL,
             TINY + EVAL_PARAMS + ["eval_checkpoint_step = 2"])
   assert [t for t in tasks if not reported(log, t)] == []
   # decoded predictions of every task, one per target (8 mock examples;
   # ReCoRD makes one per entity)
   for task in tasks:
-    out = tmp_path / "validation_eval"
+    out = model_dir / "validation_eval"
     with open(out / ("%s_2_predictions" % task)) as f:
       predictions = f.read().splitlines()
     with open(out / ("%s_targets" % task)) as f:
@@ -277,10 +293,8 @@ def test_init_checkpoint_with_other_shapes_stops(spm, pretrained, tmp_path):
 # ---- 5. serving and scoring -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def glue_model(spm, tmp_path_factory):
-  d = tmp_path_factory.mktemp("glue_rv")
-  cli(spm, d, [GLUE, RV], TINY + ["utils.run.train_steps = 3"])
-  return d
+def glue_model(trained):
+  return trained(GLUE, RV)  # the one test_benchmark_mixture_... trained
 
 
 MODEL_API = ["--use_model_api", "--batch_size=4", "--input_sequence_length=64",
