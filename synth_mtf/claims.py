@@ -121,13 +121,17 @@ def take(path, log):
   """Claim path: our record, or None while a live process (or one on
   another host) holds it. A claim whose owner is gone is taken over (its
   leftover trainer stopped) and `log` says so."""
-  for _ in range(50):
+  for attempt in range(50):
     mine = me()
     if _create(path, mine):
       return mine
     holder = read_json(path)
-    if holder is None:  # being written, or just released: look again
+    if holder is None and attempt < 30:  # being written, or just released
       time.sleep(0.1)
+      continue
+    if holder is None:  # still unreadable: its owner died writing it
+      log("[sweep] %s: unreadable for 3 s; taking it over" % path)
+      _gfile().remove(path)
       continue
     if not gone(holder):
       return None

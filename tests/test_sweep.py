@@ -396,9 +396,13 @@ def test_a_stale_claim_is_taken_over_and_its_trainer_stopped(tmp_path):
   assert claims.take(path, said.append) is None
   claims.release(path, mine)
   assert not os.path.exists(path)
+  # an empty claim (its owner killed between creating and writing it)
+  (tmp_path / "claim.json").write_text("")
+  assert claims.take(path, said.append)
+  assert said[-1].endswith("unreadable for 3 s; taking it over")
 
 
-def test_sweep_writes_everything_through_gfile(monkeypatch):
+def test_sweep_writes_everything_through_gfile(monkeypatch, tmp_path):
   """An out_dir on another filesystem (TF's ram://, as gs:// would be):
   claims, logs, results and tables land there, nothing on the local disk."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -422,9 +426,9 @@ def test_sweep_writes_everything_through_gfile(monkeypatch):
                           base_gin_files=["experiments/demo_reverse.gin"],
                           metric="sequence_accuracy")
   monkeypatch.setattr(sweep_lib, "load", lambda *a: sweep)
-  cwd = os.listdir(".")
+  monkeypatch.chdir(tmp_path)  # where a local path "ram:/..." would land
   sweep_lib.main(sweep_args("s.gin", out))
-  assert os.listdir(".") == cwd
+  assert not os.listdir(tmp_path)
   assert not tf.io.gfile.exists(out + "/R/claim.json")
   with tf.io.gfile.GFile(out + "/results.csv") as f:
     (row,) = csv.DictReader(f)
