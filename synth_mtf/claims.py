@@ -56,7 +56,8 @@ def process_start(pid):
   the process does not exist."""
   try:
     with open("/proc/%d/stat" % pid) as f:
-      return f.read().rsplit(")", 1)[1].split()[19]
+      fields = f.read().rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]  # a zombie is gone
   except (OSError, IndexError):
     try:
       os.kill(pid, 0)
