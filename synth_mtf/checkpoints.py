@@ -64,9 +64,11 @@ def _unreadable(model_dir, step, files, error):
 def not_finite(variables):
   """Names of the variables holding NaN or Inf, sorted."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  # bfloat16 (T5's masters) is no numpy floating type: any non-integer,
+  # non-text array is checked as float32
   return sorted(n for n, v in variables.items()
-                if np.issubdtype(np.asarray(v).dtype, np.floating) and
-                not np.isfinite(np.asarray(v, np.float64)).all())
+                if np.asarray(v).dtype.kind not in "biuOSU" and
+                not np.isfinite(np.asarray(v).astype(np.float32)).all())
 
 
 def read_finite(model_dir, step):

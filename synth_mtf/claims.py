@@ -56,7 +56,8 @@ def process_start(pid):
   the process does not exist."""
   try:
     with open("/proc/%d/stat" % pid) as f:
-      return f.read().rsplit(")", 1)[1].split()[19]
+      fields = f.read().rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]  # a zombie is gone
   except (OSError, IndexError):
     try:
       os.kill(pid, 0)
@@ -121,13 +122,17 @@ def take(path, log):
   """Claim path: our record, or None while a live process (or one on
   another host) holds it. A claim whose owner is gone is taken over (its
   leftover trainer stopped) and `log` says so."""
-  for _ in range(50):
+  for attempt in range(50):
     mine = me()
     if _create(path, mine):
       return mine
     holder = read_json(path)
-    if holder is None:  # being written, or just released: look again
+    if holder is None and attempt < 30:  # being written, or just released
       time.sleep(0.1)
+      continue
+    if holder is None:  # still unreadable: its owner died writing it
+      log("[sweep] %s: unreadable for 3 s; taking it over" % path)
+      _gfile().remove(path)
       continue
     if not gone(holder):
       return None

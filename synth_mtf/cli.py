@@ -206,7 +206,9 @@ def main(argv=None):
   p.add_argument("--gin_param", action="append",
                  help="extra binding for the sweep file")
   p.add_argument("--only", action="append",
-                 help="run only this run id (repeatable): one job per run")
+                 help="run only this run id (repeatable): one job per run; "
+                 "jobs may share --out_dir (each run is claimed, the tables "
+                 "rebuilt from every run's result)")
   p.add_argument("--max_runs", type=int, default=None,
                  help="stop after this many runs (the rest resume later)")
   p.set_defaults(func=cmd_sweep)

@@ -50,6 +50,7 @@ def run_cli(cmd, log_path, on_line=None, timeout=None, append=False,
   with tf.io.gfile.GFile(log_path, "a" if append else "w") as log:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
+                            process_group=0,
                             preexec_fn=_dies_with(os.getpid()))
     try:
       if on_start:
@@ -76,14 +77,16 @@ def run_cli(cmd, log_path, on_line=None, timeout=None, append=False,
 
 def _dies_with(parent):
   """A preexec_fn: the child gets SIGKILL when `parent` dies (Linux
-  PR_SET_DEATHSIG), and leads its own process group."""
+  PR_SET_DEATHSIG; elsewhere None: a rerun stops the leftover, see claims)."""
+  if not sys.platform.startswith("linux"):
+    return None
+  # looked up now: no dlopen in the child, forked from a threaded process
+  prctl = ctypes.CDLL(None, use_errno=True).prctl
+
   def preexec():
-    os.setpgid(0, 0)
-    if sys.platform.startswith("linux"):
-      libc = ctypes.CDLL(None, use_errno=True)
-      libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_DEATHSIG
-      if os.getppid() != parent:  # the parent died before prctl
-        os._exit(1)  # pylint: disable=protected-access
+    prctl(1, signal.SIGKILL)  # 1: PR_SET_DEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl
+      os._exit(1)  # pylint: disable=protected-access
   return preexec
 
 

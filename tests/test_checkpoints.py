@@ -15,12 +15,12 @@ R = "encoder/block_000/layer_000/SynthesizerAttention/random/R"
 R_DEC = "decoder/block_000/layer_000/SynthesizerAttention/random/R"
 
 
-def save(model_dir, values_by_step):
+def save(model_dir, values_by_step, dtype=tf.float32):
   """One checkpoint per step of {name: array}."""
   for step, values in values_by_step.items():
     with tf.Graph().as_default():
-      variables = [tf.compat.v1.get_variable(n, initializer=v.astype(
-          np.float32)) for n, v in values.items()]
+      variables = [tf.compat.v1.get_variable(n, initializer=tf.cast(
+          v.astype(np.float32), dtype)) for n, v in values.items()]
       with tf.compat.v1.Session() as s:
         s.run(tf.compat.v1.global_variables_initializer())
         tf.compat.v1.train.Saver(variables, max_to_keep=None).save(
@@ -72,8 +72,11 @@ def test_step_picks_a_finite_checkpoint(diverged, tmp_path):
 
 
 def test_no_finite_checkpoint_says_so(tmp_path, capsys):
+  """bfloat16 too, as T5 keeps its variables (no numpy floating type)."""
   model_dir = str(tmp_path / "m")
-  save(model_dir, {5: {R: np.full((2, 4, 4), np.inf)}})
+  save(model_dir, {5: {R: np.full((2, 4, 4), np.inf)}}, tf.bfloat16)
+  assert tf.train.load_checkpoint(model_dir).get_variable_to_dtype_map()[
+      R] == tf.bfloat16
   with pytest.raises(SystemExit):
     cli.main(["attention", "--model_dir", model_dir, "--out_dir",
               str(tmp_path)])

@@ -47,11 +47,21 @@ def kill_sweep_then_see_its_trainer_die(proc, claim, ready):
   assert holder.get("trainer_pid") and ready(), proc.stdout.read()[-3000:]
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
-  trainer = holder["trainer_pid"]
-  deadline = time.time() + 30
-  while os.path.exists("/proc/%d" % trainer) and time.time() < deadline:
+  assert ended(holder["trainer_pid"]), "trainer outlived sweep"
+
+
+def ended(pid, wait=30):
+  """Whether process pid ends (or is a zombie, whoever reaps it) soon."""
+  deadline = time.time() + wait
+  while time.time() < deadline:
+    try:
+      with open("/proc/%d/stat" % pid) as f:
+        if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+          return True
+    except FileNotFoundError:
+      return True
     time.sleep(0.1)
-  assert not os.path.exists("/proc/%d" % trainer), "trainer outlived sweep"
+  return False
 
 
 @pytest.mark.slow
@@ -396,9 +406,13 @@ def test_a_stale_claim_is_taken_over_and_its_trainer_stopped(tmp_path):
   assert claims.take(path, said.append) is None
   claims.release(path, mine)
   assert not os.path.exists(path)
+  # an empty claim (its owner killed between creating and writing it)
+  (tmp_path / "claim.json").write_text("")
+  assert claims.take(path, said.append)
+  assert said[-1].endswith("unreadable for 3 s; taking it over")
 
 
-def test_sweep_writes_everything_through_gfile(monkeypatch):
+def test_sweep_writes_everything_through_gfile(monkeypatch, tmp_path):
   """An out_dir on another filesystem (TF's ram://, as gs:// would be):
   claims, logs, results and tables land there, nothing on the local disk."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -422,9 +436,9 @@ def test_sweep_writes_everything_through_gfile(monkeypatch):
                           base_gin_files=["experiments/demo_reverse.gin"],
                           metric="sequence_accuracy")
   monkeypatch.setattr(sweep_lib, "load", lambda *a: sweep)
-  cwd = os.listdir(".")
+  monkeypatch.chdir(tmp_path)  # where a local path "ram:/..." would land
   sweep_lib.main(sweep_args("s.gin", out))
-  assert os.listdir(".") == cwd
+  assert not os.listdir(tmp_path)
   assert not tf.io.gfile.exists(out + "/R/claim.json")
   with tf.io.gfile.GFile(out + "/results.csv") as f:
     (row,) = csv.DictReader(f)
@@ -439,3 +453,18 @@ def test_sweep_table_format():
   from synth_mtf import tables  # pylint: disable=g-import-not-at-top
   assert tables.markdown(["a", "b"], [[1, None], ["x", 2.5]], align="lr") == (
       "| a | b |\n|---|---:|\n| 1 |  |\n| x | 2.5 |")
+
+
+def test_the_trainer_dies_with_its_parent_whatever_kills_it(tmp_path):
+  """runner.run_cli's child ends when its parent is SIGKILLed (nothing
+  to clean up after it), and leads its own process group."""
+  parent = subprocess.Popen(
+      [sys.executable, "-c", "import sys\nfrom synth_mtf import runner\n"
+       "runner.run_cli(['sleep', '120'], sys.argv[1], on_start=lambda pid: "
+       "print(pid, flush=True))", str(tmp_path / "log")],
+      stdout=subprocess.PIPE, text=True)
+  child = int(parent.stdout.readline())
+  assert os.getpgid(child) == child != os.getpgid(parent.pid)
+  os.kill(parent.pid, signal.SIGKILL)
+  parent.wait()
+  assert ended(child)
