@@ -222,12 +222,20 @@ def perplexity(spm, model_dir, files):
   return runner.metric_curve(log, "neg_log_perplexity")[3]
 
 
-def test_warm_start_from_t5_restores_its_attention(spm, stock_t5, tmp_path):
-  from synth_mtf import warm_start as ws  # pylint: disable=g-import-not-at-top
-  warm_start(spm, tmp_path, stock_t5 / "model.ckpt-3",
+@pytest.fixture(scope="module")
+def warm_mixture(spm, stock_t5, tmp_path_factory):
+  """R+V warm-started from the stock T5 with warm_start/from_t5_mixture.gin,
+  once per module: one test reads its variables, the next evaluates it."""
+  d = tmp_path_factory.mktemp("warm_mixture")
+  warm_start(spm, d, stock_t5 / "model.ckpt-3",
              ["warm_start/from_t5_mixture.gin"])
+  return d
+
+
+def test_warm_start_from_t5_restores_its_attention(stock_t5, warm_mixture):
+  from synth_mtf import warm_start as ws  # pylint: disable=g-import-not-at-top
   t5 = variables(stock_t5 / "model.ckpt-3")
-  ours = variables(tmp_path / "model.ckpt-3")
+  ours = variables(warm_mixture / "model.ckpt-3")
   fresh = sorted(n for n in ours if ws.t5_name(n) not in t5)
   # only what T5 never had: Random's R and the mixture weights
   assert fresh and all(n.endswith(("/random/R", "/alpha")) for n in fresh)
@@ -247,13 +255,11 @@ def test_warm_start_from_t5_restores_its_attention(spm, stock_t5, tmp_path):
 
 
 def test_warm_started_mixture_starts_near_the_t5_model(spm, stock_t5,
-                                                       tmp_path):
+                                                       warm_mixture, tmp_path):
   """Step 0 of the warm-started R+V (alpha 0.99 on V) computes nearly the T5
   model's loss; with a uniform alpha it does not."""
-  ckpt = stock_t5 / "model.ckpt-3"
-  near, uniform = tmp_path / "near", tmp_path / "uniform"
-  warm_start(spm, near, ckpt, ["warm_start/from_t5_mixture.gin"])
-  warm_start(spm, uniform, ckpt, ["warm_start/from_t5.gin"])
+  near, uniform = warm_mixture, tmp_path / "uniform"
+  warm_start(spm, uniform, stock_t5 / "model.ckpt-3", ["warm_start/from_t5.gin"])
   t5 = perplexity(spm, stock_t5, [VANILLA])
   gap_near = abs(perplexity(
       spm, near, [RV, "warm_start/from_t5_mixture.gin"]) - t5)
