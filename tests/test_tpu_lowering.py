@@ -55,14 +55,13 @@ def stand_in_device_assignment(cores=CORES):
       topology, core_assignment=coords.reshape(cores, 1, 4))
 
 
-def simd_lower(mtf_graph, mesh, outputs, layout, device_assignment):
+def simd_lower(mtf_graph, mesh, layout, device_assignment):
   mesh_impl = mtf.simd_mesh_impl.SimdMeshImpl(
       mtf.convert_to_shape("model:%d" % CORES),
       mtf.convert_to_layout_rules(layout), None, device_assignment)
   # autostack=False: one slice variable per mtf variable (stacking same-shape
   # variables is an optimization of its own, not the layout's)
-  lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl}, autostack=False)
-  return [lowering.export_to_tf_tensor(t) for t in outputs]
+  return mtf.Lowering(mtf_graph, {mesh: mesh_impl}, autostack=False)
 
 
 def layer_step(layer_fn, layout, device_assignment):
@@ -74,8 +73,9 @@ def layer_step(layer_fn, layout, device_assignment):
     mesh = mtf.Mesh(mtf_graph, "mesh")
     y = harness.call_layer(layer_fn(), mesh, x_input())
     # a replicated scalar: SimdMeshImpl exports only fully replicated tensors
-    return simd_lower(mtf_graph, mesh, [mtf.reduce_sum(y)], layout,
-                      device_assignment)[0]
+    total = mtf.reduce_sum(y)
+    return simd_lower(mtf_graph, mesh, layout,
+                      device_assignment).export_to_tf_tensor(total)
 
   return computation
 
@@ -96,7 +96,8 @@ def slice_variables(graph, mtf_names):
       hits = [v for v in tpu_vars
               if v.name.endswith("%s_slice_%d:0" % (name, core))]
       assert len(hits) == 1, (name, core, [v.name for v in tpu_vars])
-      out[name].append((hits[0].shape.as_list(), hits[0].device))
+      out[name].append((hits[0].shape.as_list(), hits[0].device,
+                        hits[0].op.name))
   return out
 
 
@@ -133,6 +134,15 @@ def all_reduce_groups(graph):
           for op in graph.get_operations() if op.type == "CrossReplicaSum"]
 
 
+def replicated_variables(graph):
+  """Sorted [slice variable names, by replica] of the variable handles passed
+  into the TPU cluster (TPUReplicatedInput of resources)."""
+  return sorted([i.op.name for i in op.inputs]
+                for op in graph.get_operations()
+                if op.type == "TPUReplicatedInput"
+                and op.get_attr("T") == tf.resource)
+
+
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_heads_split_slices_and_collectives(name):
   """Lowered for a 2-core TPU mesh with heads:model, each core holds half of
@@ -149,12 +159,97 @@ def test_heads_split_slices_and_collectives(name):
   for var_name, shape in variables.items():
     per_core = named_split(shape, HEADS_SPLIT)
     assert per_core != shape.to_integer_list
-    assert slices[var_name] == [(per_core, d) for d in core_devices()]
+    assert [s[:2] for s in slices[var_name]] == [(per_core, d)
+                                                 for d in core_devices()]
   assert all_reduce_groups(graph) == [[list(range(CORES))]]
+  # the cluster reads each variable through one replicated handle made of
+  # its slices, core i's on replica i (what xla.compile cannot give)
+  assert replicated_variables(graph) == sorted(
+      [s[2] for s in per_var] for per_var in slices.values())
 
   graph, _ = build(LAYERS[name], "")
   slices = slice_variables(graph, variables)
   for var_name, shape in variables.items():
-    assert slices[var_name] == [(shape.to_integer_list, d)
-                                for d in core_devices()]
+    assert [s[:2] for s in slices[var_name]] == [
+        (shape.to_integer_list, d) for d in core_devices()]
   assert all_reduce_groups(graph) == []
+
+
+# ---- where it stops: TF's and mtf's limits, the same for mtf's own layer ----
+
+PINNED = ["R", "mtf SelfAttention"]
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_without_device_assignment_stops_in_laid_out_variable(name):
+  """SimdMeshImpl places each core's slice with device_assignment.tpu_device."""
+  with tf.Graph().as_default():
+    with pytest.raises(AttributeError,
+                       match="'NoneType' object has no attribute 'tpu_device'"):
+      layer_step(LAYERS[name], HEADS_SPLIT, None)()
+
+
+@pytest.mark.parametrize("name", PINNED)
+def test_xla_compile_has_no_replicated_variable_handles(name):
+  """xla.compile's context is an XLA one, but not a replication: mtf's
+  ReplicatedVariable asks it for the per-core handles and it has none."""
+  with tf.Graph().as_default():
+    with pytest.raises(AttributeError, match="'XLACompileContext' object has "
+                       "no attribute 'get_replicated_var_handle'"):
+      xla.compile(layer_step(LAYERS[name], HEADS_SPLIT,
+                             stand_in_device_assignment()))
+
+
+def train_step(device_assignment):
+  """The configured model's training step (loss, mtf.gradients, Adafactor),
+  lowered by SimdMeshImpl with heads:model; -> a computation returning the
+  loss after the updates, and a list that receives the mtf variables."""
+  mtf_vars = []
+
+  def computation():
+    mtf_graph = mtf.Graph()
+    mesh = mtf.Mesh(mtf_graph, "mesh")
+    ids = mtf.import_fully_replicated(
+        mesh, tf.constant(np.arange(16).reshape(2, 8) % 13 + 1, tf.int32),
+        mtf.Shape([mtf.Dimension("batch", 2), mtf.Dimension("length", 8)]))
+    _, loss = model_graph.call_model(
+        ids, 64, tf.estimator.ModeKeys.TRAIN,
+        mtf.VariableDType(tf.float32, tf.float32, tf.float32))
+    var_list = mtf_graph.trainable_variables
+    grads = mtf.gradients([loss], [v.outputs[0] for v in var_list])
+    updates = mtf.optimize.AdafactorOptimizer().apply_grads(grads, var_list)
+    mtf_vars.extend(mtf_graph.all_variables)
+    lowering = simd_lower(mtf_graph, mesh, HEADS_SPLIT, device_assignment)
+    with tf.control_dependencies(
+        [lowering.lowered_operation(u) for u in updates]):
+      return tf.identity(lowering.export_to_tf_tensor(loss))
+
+  return computation, mtf_vars
+
+
+@pytest.mark.parametrize("gin_file", ["models/synthesizer/random.gin", None])
+def test_training_step_builds_but_needs_a_tpu_to_run(gin_file):
+  """A tiny T5 (ours, Syn(R); None: T5's own SelfAttention): the whole
+  training step lowers inside tf.tpu.replicate, every variable and optimizer
+  slot laid out per core by its dimension names; initializing the variables
+  already needs the TPU runtime."""
+  model_graph.parse(["models/t5.1.1.tiny.gin"] + ([gin_file] if gin_file else []),
+                    ["num_layers = 1"])
+  try:
+    graph = tf.Graph()
+    with graph.as_default():
+      computation, mtf_vars = train_step(stand_in_device_assignment())
+      replicate(computation, stand_in_device_assignment())
+      slices = slice_variables(graph, [v.name for v in mtf_vars])
+      for v in mtf_vars:
+        assert [s[:2] for s in slices[v.name]] == [
+            (named_split(v.shape, HEADS_SPLIT), d) for d in core_devices()]
+      attention = "SynthesizerAttention" if gin_file else "SelfAttention"
+      assert any(attention in v.name and "heads" in v.shape.dimension_names
+                 for v in mtf_vars)
+      assert all(g == [list(range(CORES))] for g in all_reduce_groups(graph))
+      with tf.Session() as sess:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=NO_TPU_KERNEL):
+          sess.run(tf.global_variables_initializer())
+  finally:
+    gin.clear_config(clear_constants=True)
