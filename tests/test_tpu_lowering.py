@@ -200,6 +200,20 @@ def test_xla_compile_has_no_replicated_variable_handles(name):
                              stand_in_device_assignment()))
 
 
+@pytest.mark.parametrize("name", PINNED)
+def test_without_replication_context_stops_at_the_all_reduce(name):
+  """Outside a replication the forward lowers (reads fall back to core 0's
+  slice), but TF places the whole graph at a session's first run and the CPU
+  has no kernel for the TPU all-reduce."""
+  with tf.Graph().as_default():
+    total = layer_step(LAYERS[name], HEADS_SPLIT, stand_in_device_assignment())()
+    with tf.Session() as sess:
+      with pytest.raises(tf.errors.InvalidArgumentError,
+                         match="No OpKernel was registered to support Op "
+                         "'CrossReplicaSum'"):
+        sess.run([tf.global_variables_initializer(), total])
+
+
 def train_step(device_assignment):
   """The configured model's training step (loss, mtf.gradients, Adafactor),
   lowered by SimdMeshImpl with heads:model; -> a computation returning the
@@ -227,14 +241,38 @@ def train_step(device_assignment):
   return computation, mtf_vars
 
 
-@pytest.mark.parametrize("gin_file", ["models/synthesizer/random.gin", None])
+def parse_tiny_t5(gin_file):
+  model_graph.parse(["models/t5.1.1.tiny.gin"] + ([gin_file] if gin_file else []),
+                    ["num_layers = 1"])
+
+
+TINY_T5 = ["models/synthesizer/random.gin", None]
+
+
+@pytest.mark.parametrize("gin_file", TINY_T5)
+def test_training_step_without_replication_context_cannot_update(gin_file):
+  """Outside a replication mtf's update assigns to a ReplicatedVariable,
+  which TF's Assign refuses (it reads as a tensor there)."""
+  parse_tiny_t5(gin_file)
+  try:
+    with tf.Graph().as_default():
+      computation, _ = train_step(stand_in_device_assignment())
+      with pytest.raises(TypeError, match="'Assign' Op requires that input "
+                         "'ref' be a mutable tensor"):
+        computation()
+  finally:
+    gin.clear_config(clear_constants=True)
+
+
+@pytest.mark.parametrize("gin_file", TINY_T5)
 def test_training_step_builds_but_needs_a_tpu_to_run(gin_file):
   """A tiny T5 (ours, Syn(R); None: T5's own SelfAttention): the whole
   training step lowers inside tf.tpu.replicate, every variable and optimizer
-  slot laid out per core by its dimension names; initializing the variables
-  already needs the TPU runtime."""
-  model_graph.parse(["models/t5.1.1.tiny.gin"] + ([gin_file] if gin_file else []),
-                    ["num_layers = 1"])
+  slot laid out per core by its dimension names. Nothing runs, not even the
+  variables' initialization: TF places the whole graph at a session's first
+  run, and the CPU has no kernel for TPUReplicateMetadata (on a TPU host the
+  TPU graph rewrite consumes it and compiles the cluster)."""
+  parse_tiny_t5(gin_file)
   try:
     graph = tf.Graph()
     with graph.as_default():
