@@ -14,8 +14,6 @@ The failure points are TF's/mtf's, pinned here (and shown to be the same for
 mtf's own SelfAttention), so that an upgrade which moves them gets noticed.
 """
 
-import re
-
 import gin
 import mesh_tensorflow as mtf
 from mesh_tensorflow.transformer import transformer_layers
@@ -64,18 +62,35 @@ def simd_lower(mtf_graph, mesh, layout, device_assignment):
   return mtf.Lowering(mtf_graph, {mesh: mesh_impl}, autostack=False)
 
 
-def layer_step(layer_fn, layout, device_assignment):
+def layer_step(layer_fn, layout, device_assignment, optimizer=None):
   """A computation for tf.tpu.replicate / xla.compile: the layer's eval
-  forward, lowered by SimdMeshImpl; -> sum of its output."""
+  forward, lowered by SimdMeshImpl; -> a replicated scalar (sum(y * w)).
+  optimizer: None, or "sgd" / "adafactor": a training step instead (the
+  loss's gradients and the variables' update, which the scalar waits for)."""
 
   def computation():
     mtf_graph = mtf.Graph()
     mesh = mtf.Mesh(mtf_graph, "mesh")
-    y = harness.call_layer(layer_fn(), mesh, x_input())
-    # a replicated scalar: SimdMeshImpl exports only fully replicated tensors
-    total = mtf.reduce_sum(y)
-    return simd_lower(mtf_graph, mesh, layout,
-                      device_assignment).export_to_tf_tensor(total)
+    y = harness.call_layer(
+        layer_fn(), mesh, x_input(),
+        mode=tf.estimator.ModeKeys.TRAIN if optimizer else "eval")
+    w = np.random.RandomState(7).randn(*y.shape.to_integer_list)
+    # SimdMeshImpl exports only fully replicated tensors: a scalar
+    loss = mtf.reduce_sum(y * mtf.import_tf_tensor(
+        mesh, tf.constant(w.astype(np.float32)), y.shape))
+    updates = []
+    if optimizer:
+      var_list = mtf_graph.trainable_variables
+      grads = mtf.gradients([loss], [v.outputs[0] for v in var_list])
+      if optimizer == "sgd":
+        updates = [mtf.assign_sub(v, 0.1 * g) for v, g in zip(var_list, grads)]
+      else:
+        updates = mtf.optimize.AdafactorOptimizer().apply_grads(grads,
+                                                                var_list)
+    lowering = simd_lower(mtf_graph, mesh, layout, device_assignment)
+    with tf.control_dependencies(
+        [lowering.lowered_operation(u) for u in updates]):
+      return tf.identity(lowering.export_to_tf_tensor(loss))
 
   return computation
 
@@ -111,11 +126,11 @@ def core_devices():
   return ["/task:0/device:TPU:%d" % core for core in range(CORES)]
 
 
-def build(layer_fn, layout):
+def build(layer_fn, layout, optimizer=None):
   graph = tf.Graph()
   with graph.as_default():
-    tf.set_random_seed(1)
-    outs = replicate(layer_step(layer_fn, layout, stand_in_device_assignment()),
+    outs = replicate(layer_step(layer_fn, layout, stand_in_device_assignment(),
+                                optimizer),
                      stand_in_device_assignment())
   return graph, outs
 
@@ -175,6 +190,22 @@ def test_heads_split_slices_and_collectives(name):
   assert all_reduce_groups(graph) == []
 
 
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_heads_split_training_step_communication(name):
+  """A whole training step of the layer on heads:model: the backward pass and
+  every weight gradient stay on their core, so the step's only all-reduce is
+  the forward's (as for mtf's SelfAttention). Adafactor (unfactored at these
+  tiny dims) adds its own two per variable: the RMS of the update (clipping)
+  and of the parameter (its scale), each a mean over the whole split
+  variable."""
+  graph, _ = build(LAYERS[name], HEADS_SPLIT, "sgd")
+  assert all_reduce_groups(graph) == [[list(range(CORES))]]
+  num_vars = len(replicated_variables(graph))
+  assert num_vars == len(mtf_variables(LAYERS[name]()))
+  graph, _ = build(LAYERS[name], HEADS_SPLIT, "adafactor")
+  assert all_reduce_groups(graph) == [[list(range(CORES))]] * (1 + 2 * num_vars)
+
+
 # ---- where it stops: TF's and mtf's limits, the same for mtf's own layer ----
 
 PINNED = ["R", "mtf SelfAttention"]
@@ -212,6 +243,22 @@ def test_without_replication_context_stops_at_the_all_reduce(name):
                          match="No OpKernel was registered to support Op "
                          "'CrossReplicaSum'"):
         sess.run([tf.global_variables_initializer(), total])
+
+
+@pytest.mark.parametrize("use_tpu", [True, False])
+@pytest.mark.parametrize("name", PINNED)
+def test_replicated_layer_does_not_run_on_cpu(name, use_tpu):
+  """tpu.replicate's cluster, even with use_tpu=False (documented as "run on
+  XLA's CPU/GPU backends"), is only consumed by the TPU graph rewrite, which
+  this CPU build lacks: no kernel for TPUReplicateMetadata."""
+  with tf.Graph().as_default():
+    _, outs = tpu.split_compile_and_replicate(
+        layer_step(LAYERS[name], HEADS_SPLIT, stand_in_device_assignment()),
+        inputs=[[]] * CORES, device_assignment=stand_in_device_assignment(),
+        use_tpu=use_tpu)
+    with tf.Session() as sess:
+      with pytest.raises(tf.errors.InvalidArgumentError, match=NO_TPU_KERNEL):
+        sess.run([tf.global_variables_initializer(), outs])
 
 
 def train_step(device_assignment):
