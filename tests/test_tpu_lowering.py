@@ -78,21 +78,28 @@ def layer_step(layer_fn, layout, device_assignment, optimizer=None):
     # SimdMeshImpl exports only fully replicated tensors: a scalar
     loss = mtf.reduce_sum(y * mtf.import_tf_tensor(
         mesh, tf.constant(w.astype(np.float32)), y.shape))
-    updates = []
-    if optimizer:
-      var_list = mtf_graph.trainable_variables
-      grads = mtf.gradients([loss], [v.outputs[0] for v in var_list])
-      if optimizer == "sgd":
-        updates = [mtf.assign_sub(v, 0.1 * g) for v, g in zip(var_list, grads)]
-      else:
-        updates = mtf.optimize.AdafactorOptimizer().apply_grads(grads,
-                                                                var_list)
-    lowering = simd_lower(mtf_graph, mesh, layout, device_assignment)
-    with tf.control_dependencies(
-        [lowering.lowered_operation(u) for u in updates]):
-      return tf.identity(lowering.export_to_tf_tensor(loss))
+    return lowered_step(mtf_graph, mesh, loss, optimizer, layout,
+                        device_assignment)
 
   return computation
+
+
+def lowered_step(mtf_graph, mesh, loss, optimizer, layout, device_assignment):
+  """Optionally a training step on loss (its gradients and the update of
+  every trainable variable), lowered by SimdMeshImpl; -> the tf loss, read
+  after the updates."""
+  updates = []
+  if optimizer:
+    var_list = mtf_graph.trainable_variables
+    grads = mtf.gradients([loss], [v.outputs[0] for v in var_list])
+    if optimizer == "sgd":
+      updates = [mtf.assign_sub(v, 0.1 * g) for v, g in zip(var_list, grads)]
+    else:
+      updates = mtf.optimize.AdafactorOptimizer().apply_grads(grads, var_list)
+  lowering = simd_lower(mtf_graph, mesh, layout, device_assignment)
+  with tf.control_dependencies(
+      [lowering.lowered_operation(u) for u in updates]):
+    return tf.identity(lowering.export_to_tf_tensor(loss))
 
 
 def replicate(computation, device_assignment):
@@ -101,8 +108,8 @@ def replicate(computation, device_assignment):
 
 
 def slice_variables(graph, mtf_names):
-  """{mtf variable name: [(per-core slice shape, device)]}: the slice
-  variables SimdMeshImpl made for each, in core order."""
+  """{mtf variable name: [(per-core slice shape, device, op name)]}: the
+  slice variables SimdMeshImpl made for each, in core order."""
   tpu_vars = graph.get_collection("TPU_VAR")
   out = {}
   for name in mtf_names:
@@ -276,14 +283,10 @@ def train_step(device_assignment):
     _, loss = model_graph.call_model(
         ids, 64, tf.estimator.ModeKeys.TRAIN,
         mtf.VariableDType(tf.float32, tf.float32, tf.float32))
-    var_list = mtf_graph.trainable_variables
-    grads = mtf.gradients([loss], [v.outputs[0] for v in var_list])
-    updates = mtf.optimize.AdafactorOptimizer().apply_grads(grads, var_list)
+    tf_loss = lowered_step(mtf_graph, mesh, loss, "adafactor", HEADS_SPLIT,
+                           device_assignment)
     mtf_vars.extend(mtf_graph.all_variables)
-    lowering = simd_lower(mtf_graph, mesh, HEADS_SPLIT, device_assignment)
-    with tf.control_dependencies(
-        [lowering.lowered_operation(u) for u in updates]):
-      return tf.identity(lowering.export_to_tf_tensor(loss))
+    return tf_loss
 
   return computation, mtf_vars
 
