@@ -3,15 +3,16 @@
 No TPU here, and no TPU op is faked. What TF 2.12 allows without one: a
 DeviceAssignment built from a stand-in Topology (numpy arrays: one task, two
 cores) and tf.tpu.replicate, whose TPUReplicateContext gives mtf's
-ReplicatedVariable its variable handles. Inside it SimdMeshImpl lowers the
-layer (the graph is built, TPU collectives and per-core slice variables
-included), so we assert what the lowering says about our layer: the slice
-each core holds and the collectives the heads split costs. Nothing runs: the
-TPU rewrite pass that consumes the cluster comes with a TPU runtime, and the
-CPU build has no kernel for TPUReplicateMetadata.
+ReplicatedVariable its per-core variable handles. Inside it SimdMeshImpl lowers
+the layer, and a tiny T5's whole training step, to TF ops with TPU collectives
+and per-core slice variables; we assert what that graph says: the slice each
+core holds under heads:model and the all-reduces the split costs, against the
+dimension names and against mtf's own SelfAttention. Nothing runs: the cluster
+is consumed only by TF's TPU graph rewrite, which needs TPU devices; the CPU
+has no kernel for TPUReplicateMetadata.
 
-The failure points are TF's/mtf's, pinned here (and shown to be the same for
-mtf's own SelfAttention), so that an upgrade which moves them gets noticed.
+The failure points of the other routes are TF's/mtf's, pinned here for our
+layer and mtf's SelfAttention alike, so that an upgrade moving them is noticed.
 """
 
 import gin
@@ -252,18 +253,22 @@ def test_without_replication_context_stops_at_the_all_reduce(name):
         sess.run([tf.global_variables_initializer(), total])
 
 
-@pytest.mark.parametrize("use_tpu", [True, False])
+@pytest.mark.parametrize("use_tpu,mlir_bridge", [(True, False), (False, False),
+                                                 (True, True)])
 @pytest.mark.parametrize("name", PINNED)
-def test_replicated_layer_does_not_run_on_cpu(name, use_tpu):
-  """tpu.replicate's cluster, even with use_tpu=False (documented as "run on
-  XLA's CPU/GPU backends"), is only consumed by the TPU graph rewrite, which
-  this CPU build lacks: no kernel for TPUReplicateMetadata."""
+def test_replicated_layer_does_not_run_on_cpu(name, use_tpu, mlir_bridge):
+  """tpu.replicate's cluster is consumed only by TF's TPU graph rewrite, which
+  needs TPU devices: not with use_tpu=False (documented as "run on XLA's
+  CPU/GPU backends"), nor with the MLIR TPU bridge asked for (it stays off
+  without TPU devices). No kernel for TPUReplicateMetadata."""
   with tf.Graph().as_default():
     _, outs = tpu.split_compile_and_replicate(
         layer_step(LAYERS[name], HEADS_SPLIT, stand_in_device_assignment()),
         inputs=[[]] * CORES, device_assignment=stand_in_device_assignment(),
         use_tpu=use_tpu)
-    with tf.Session() as sess:
+    config = tf.ConfigProto()
+    config.experimental.enable_mlir_bridge = mlir_bridge
+    with tf.Session(config=config) as sess:
       with pytest.raises(tf.errors.InvalidArgumentError, match=NO_TPU_KERNEL):
         sess.run([tf.global_variables_initializer(), outs])
 
