@@ -49,6 +49,35 @@ def expand_heads(values, heads, kv):
   return out
 
 
+def call_layer(layer, mesh, x, sequence_id=None, causal=False, mode="eval",
+               activation_dtype=tf.float32):
+  """layer.call on x [batch, length, d_model] (NumPy) imported into mesh, with
+  the Context a transformer stack would give it; -> float32 y (mtf)."""
+  b, n, d = x.shape
+  batch_dim = mtf.Dimension(BATCH, b)
+  length_dim = mtf.Dimension(LENGTH, n)
+  model_dim = mtf.Dimension(D_MODEL, d)
+  mx = mtf.import_tf_tensor(mesh, tf.constant(x), [batch_dim, length_dim,
+                                                  model_dim])
+  mx = mtf.cast(mx, activation_dtype)
+  positions = mtf.range(mesh, length_dim, tf.int32)
+  seq = None
+  if sequence_id is not None:
+    seq = mtf.import_tf_tensor(mesh, tf.constant(np.asarray(sequence_id,
+                                                            np.int32)),
+                               [batch_dim, length_dim])
+  context = transformer.Context(
+      model=fake_model(d, causal), mesh=mesh, batch_dims=[batch_dim],
+      length_dim=length_dim,
+      variable_dtype=mtf.VariableDType(tf.float32, tf.float32,
+                                       activation_dtype),
+      mode=mode, position=positions, position_is_default=True,
+      sequence_id=seq, read_priority=positions if causal else None,
+      write_priority=positions if causal else None)
+  with tf.variable_scope("layer"):
+    return mtf.cast(layer.call(context, mx), tf.float32)
+
+
 def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
               mesh_shape="", layout="", grads=False, seed=1,
               activation_dtype=tf.float32, var_values=None,
@@ -68,30 +97,9 @@ def run_layer(layer, x, sequence_id=None, causal=False, mode="eval",
     tf.set_random_seed(seed)
     mtf_graph = mtf.Graph()
     mesh = mtf.Mesh(mtf_graph, "mesh")
-    batch_dim = mtf.Dimension(BATCH, b)
-    length_dim = mtf.Dimension(LENGTH, n)
-    model_dim = mtf.Dimension(D_MODEL, d)
-    mx = mtf.import_tf_tensor(mesh, tf.constant(x), [batch_dim, length_dim,
-                                                    model_dim])
-    mx = mtf.cast(mx, activation_dtype)
-    positions = mtf.range(mesh, length_dim, tf.int32)
-    seq = None
-    if sequence_id is not None:
-      seq = mtf.import_tf_tensor(mesh, tf.constant(np.asarray(sequence_id,
-                                                              np.int32)),
-                                 [batch_dim, length_dim])
-    context = transformer.Context(
-        model=fake_model(d, causal), mesh=mesh, batch_dims=[batch_dim],
-        length_dim=length_dim,
-        variable_dtype=mtf.VariableDType(tf.float32, tf.float32,
-                                         activation_dtype),
-        mode=tf.estimator.ModeKeys.TRAIN if grads else mode,
-        position=positions, position_is_default=True, sequence_id=seq,
-        read_priority=positions if causal else None,
-        write_priority=positions if causal else None)
-    with tf.variable_scope("layer"):
-      y = layer.call(context, mx)
-    y = mtf.cast(y, tf.float32)
+    y = call_layer(layer, mesh, x, sequence_id, causal,
+                   tf.estimator.ModeKeys.TRAIN if grads else mode,
+                   activation_dtype)
     outputs = [y]
     var_list = list(mtf_graph.trainable_variables)
     if grads:
