@@ -97,7 +97,10 @@ def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
   decodes (greedy, [batch, length] ids).
   mesh_shape, layout: a placement mesh of several processors (mtf's strings,
   e.g. "m:2" and "heads:m"), each placed on devices[i] (default: all on the
-  one device, "")."""
+  one device, "").
+  compiled="tpu": mesh-tensorflow's TPU lowering instead, SimdMeshImpl on one
+  TPU core (a DeviceAssignment of a one-core Topology), inside tpu.rewrite;
+  the graph builds on this CPU, running it needs a TPU (docs/reference.md)."""
   import mesh_tensorflow as mtf  # pylint: disable=g-import-not-at-top
   from mesh_tensorflow.transformer import transformer  # pylint: disable=g-import-not-at-top
   from mesh_tensorflow.transformer import utils as mtf_utils  # pylint: disable=g-import-not-at-top
@@ -148,9 +151,14 @@ def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
       grads = [mtf.depend(g, after) for g in grads]
     updates = optimizer()(learning_rate=0.01).apply_grads(grads, variables)
     shape = mtf.convert_to_shape(mesh_shape)
-    mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
-        shape, mtf.convert_to_layout_rules(layout),
-        devices or [""] * max(1, shape.size))
+    if compiled == "tpu":
+      mesh_impl = mtf.simd_mesh_impl.SimdMeshImpl(
+          shape, mtf.convert_to_layout_rules(layout), [""],
+          one_core_assignment())
+    else:
+      mesh_impl = mtf.placement_mesh_impl.PlacementMeshImpl(
+          shape, mtf.convert_to_layout_rules(layout),
+          devices or [""] * max(1, shape.size))
     lowering = mtf.Lowering(mtf_graph, {mesh: mesh_impl})
     keep["lowering"] = lowering
     tf_out = [tf.cast(lowering.export_to_tf_tensor(outputs[k]), tf.float32)
@@ -163,7 +171,10 @@ def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
   with graph.as_default():
     tf.set_random_seed(seed)
     tensors = [tf.constant(features[k], tf.int32, name=k) for k in names]
-    if compiled:
+    if compiled == "tpu":
+      from tensorflow.python.tpu import tpu  # pylint: disable=g-import-not-at-top
+      out = tpu.rewrite(computation, inputs=tensors)
+    elif compiled:
       out = tf_xla.compile(computation, inputs=tensors)
     else:
       out = computation(*tensors)
@@ -178,6 +189,17 @@ def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
       for v in laid_out.laid_out_tensor.all_slices:
         variables[v.op.name] = v
   return Step(graph, fetches, variables, masters, keep["lowering"])
+
+
+def one_core_assignment():
+  """A TPU DeviceAssignment of one core: a description (the Topology of a
+  1x1x1 mesh), no device behind it."""
+  from tensorflow.python.tpu import device_assignment  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.tpu import topology  # pylint: disable=g-import-not-at-top
+  one = topology.Topology(mesh_shape=[1, 1, 1, 1],
+                          device_coordinates=[[[0, 0, 0, 0]]])
+  return device_assignment.DeviceAssignment(one, core_assignment=[[[0, 0, 0,
+                                                                      0]]])
 
 
 def optimizer():

@@ -155,3 +155,28 @@ def test_xla_compile_cannot_span_two_devices():
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="incompatible resource devices.*XlaLaunch"):
       sess.run(step.init_ops[0])
+
+
+# --- the TPU's own lowering --------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["vanilla"] + [
+    v.label for v in variants.synthesizers()])
+def test_tpu_lowering_builds_and_stops_at_the_tpu(label):
+  """mesh-tensorflow's TPU lowering (SimdMeshImpl, variables replicated per
+  core) of the training step, inside tpu.rewrite with a one-core device
+  assignment: every op of ours lowers and the graph builds; TF refuses to run
+  it here, at the first op only a TPU has (no CPU kernel), nothing faked."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  files, bindings = config(variants.get(label))
+  model_graph.parse(files, bindings + TINY)
+  step = xla.build(xla.packed_features(BATCH, LENGTH, VOCAB), VOCAB,
+                   compiled="tpu")
+  types = {op.type for op in step.graph.get_operations()}
+  assert {"TPUReplicateMetadata", "TPUReplicatedOutput"} <= types
+  with tf.Session(graph=step.graph) as sess:
+    # the session takes in the whole graph at its first run, the initialiser's
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="No OpKernel was registered to support Op "
+                       "'TPU(ReplicatedInput|ReplicateMetadata)'"):
+      sess.run(step.init_ops[0])
