@@ -7,6 +7,7 @@
   synth-mtf locality   --model_dir D             attention mass near the diagonal
   synth-mtf sweep FILE --out_dir DIR             gin-configured ablation sweep
   synth-mtf variants                             the variants: labels, gin files
+  synth-mtf fit --gin_file F ...                 XLA memory of a training step
 """
 
 import argparse
@@ -216,6 +217,13 @@ def main(argv=None):
   p = sub.add_parser("variants", help="the catalogue: each variant's label "
                      "(as sweeps and benchmarks name it), paper name, gin files")
   p.set_defaults(func=cmd_variants)
+
+  from synth_mtf import fit  # pylint: disable=g-import-not-at-top
+  p = sub.add_parser("fit", help="before a TPU job: compile its training "
+                     "step with XLA here, print its memory and whether it "
+                     "fits 16/32 GiB", description=fit.__doc__.split("\n\n")[0])
+  fit.add_arguments(p)
+  p.set_defaults(func=fit.cmd_fit)
 
   args = parser.parse_args(argv)
   from synth_mtf import analysis  # pylint: disable=g-import-not-at-top

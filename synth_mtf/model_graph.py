@@ -22,14 +22,16 @@ def gin_search_paths():
           synth_mtf.GIN_DIR]
 
 
-def parse(gin_files, bindings=()):
-  """Clear gin, then parse mtf's defaults.gin + gin_files + bindings."""
+def parse(gin_files, bindings=(), skip_unknown=False):
+  """Clear gin, then parse mtf's defaults.gin + gin_files + bindings.
+  skip_unknown: as gin's (the CLI skips T5's deprecated references)."""
   import t5.models.mesh_transformer  # noqa: F401  pylint: disable=g-import-not-at-top
   gin.clear_config(clear_constants=True)
   for path in gin_search_paths():
     gin.add_config_file_search_path(path)
   gin.parse_config_files_and_bindings(["defaults.gin"] + list(gin_files),
-                                      list(bindings), finalize_config=False)
+                                      list(bindings), finalize_config=False,
+                                      skip_unknown=skip_unknown)
 
 
 def model_type():

@@ -1,0 +1,182 @@
+"""Every catalogue variant compiles under XLA (the compiler a TPU runs every
+step through) and computes what TensorFlow's runtime computes.
+
+One graph per variant and activation dtype holds what a TPU job runs: a
+training step (forward, mtf.gradients, Adafactor's update), the eval forward and
+greedy incremental decoding (Bitransformer.decode, mtf's while_loop), on packed
+inputs (two examples and padding in one row). It is built twice, once wrapped
+in xla.compile and once for TF's runtime, both start from the same variable
+values, and the test compares: training and eval loss, the variables and
+Adafactor's slots after the update, and the decoded ids token for token.
+
+The step starts from a warmed optimizer state (global_step 10, second moments
+set to each slot's mean from a first TF step): at step 0 Adafactor's update is
+lr * sign(g) (its second moment is g^2), so a gradient near zero whose rounding
+differs between two compilers flips a whole update; warmed, the update is a
+smooth function of the gradient, and a tolerance on it means something.
+"""
+
+import numpy as np
+import pytest
+
+import gin
+from synth_mtf import model_graph
+from synth_mtf import variants
+from synth_mtf import xla
+
+# tiny dims: one layer per stack keeps each XLA compile to a few seconds
+TINY = ["d_model = 16", "num_layers = 1", "d_ff = 32", "num_heads = 2",
+        "d_kv = 8", "max_length = 8", "SynthesizerAttention.max_length = 8",
+        "LinformerAttention.max_length = 8", "dropout_rate = 0.0"]
+BATCH, LENGTH, VOCAB = 2, 8, 40
+# (losses rtol, update tolerance as a fraction of the variable's largest
+# update). bfloat16: measured worst 8% (a LayerNorm scale's second moment, whose
+# gradient sums many bfloat16 products of both signs), a wrong gradient is O(1).
+TOLERANCE = {"float32": (1e-5, 1e-3), "bfloat16": (1e-2, 0.15)}
+# plus this fraction of each value: a step at rounding level (a second moment
+# already at its target, whose gradient's float32 sum differs in the 6th digit)
+# is noise under either compiler
+FLOOR = 5e-5
+WARM_STEP = 10
+
+
+def config(v):
+  """(gin files, bindings): the encoder-decoder file, or for variants that
+  only have one (Linformer) the encoder-only classifier of Table 7."""
+  kind = "bi" if v.gin else "encoder_only"
+  return ["models/t5.1.1.tiny.gin", v.gin_file(kind)], list(v.bindings)
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+  yield
+  gin.clear_config(clear_constants=True)
+
+
+def warm(before, after):
+  """before's values with Adafactor's second moments set to the mean of
+  `after`'s (a step from before) and global_step WARM_STEP."""
+  out = dict(before)
+  for name, value in after.items():
+    if "_slot_v" in name:
+      out[name] = np.full_like(value, value.mean() + 1e-12)
+  out["global_step"] = np.array(WARM_STEP, before["global_step"].dtype)
+  return out
+
+
+def assert_same_step(tf_run, xla_run, dtype):
+  loss_rtol, update_tol = TOLERANCE[dtype]
+  (tf_got, before, tf_after), (xla_got, xla_before, xla_after) = tf_run, xla_run
+  for name in ("loss", "eval_loss"):
+    np.testing.assert_allclose(xla_got[name], tf_got[name], rtol=loss_rtol,
+                               err_msg=name)
+  np.testing.assert_array_equal(xla_got["decodes"], tf_got["decodes"])
+  assert sorted(xla_after) == sorted(tf_after)
+  for name, value in tf_after.items():
+    np.testing.assert_array_equal(xla_before[name], before[name])
+    if name == "global_step":
+      continue
+    start = np.asarray(before[name], np.float32)  # masters may be bfloat16
+    step_tf = np.asarray(value, np.float32) - start
+    step_xla = np.asarray(xla_after[name], np.float32) - start
+    scale = np.abs(step_tf).max()
+    if "_slot_v" in name and start.size > 1:  # the gradient reached it (one
+      assert scale > 0, name  # value: its warm mean is its g^2, no step)
+    np.testing.assert_allclose(step_xla + start, step_tf + start, rtol=FLOOR,
+                               atol=update_tol * scale, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("label", [v.label for v in variants.CATALOGUE])
+def test_variant_compiles_and_matches_tf(label, dtype):
+  files, bindings = config(variants.get(label))
+  model_graph.parse(files, bindings + TINY + [
+      "utils.get_variable_dtype.activation_dtype = %r" % dtype])
+  # Linformer refuses packed rows (its guard; see test_linformer.py)
+  features = xla.packed_features(BATCH, LENGTH, VOCAB,
+                                 packed=label != "Linformer")
+  steps = {compiled: xla.build(features, VOCAB, compiled=compiled,
+                               eval_and_decode=True)
+           for compiled in (False, True)}
+  _, init, first = xla.run(steps[False])
+  start = warm(init, first)
+  tf_run = xla.run(steps[False], start)
+  xla_run = xla.run(steps[True], start)
+  assert_same_step(tf_run, xla_run, dtype)
+
+
+# --- layouts: a mesh of several processors under XLA ---------------------------
+
+MESH = dict(mesh_shape="b:2,m:2", layout="batch:b,heads:m")
+FLOAT32_MASTERS = ["utils.get_variable_dtype.activation_dtype = 'float32'",
+                   "utils.get_variable_dtype.master_dtype = 'float32'"]
+
+
+def masters(run, names):
+  got, before, after = run
+  return got, {k: before[k] for k in names}, {k: after[k] for k in names}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", ["R", "FD", "D+V"])
+def test_heads_split_mesh_compiles_and_matches_one_device(label):
+  """batch and heads split 2 ways each (4 processors of mtf's placement mesh,
+  all on this one device, as xla.compile needs): XLA's step equals TF's on one
+  device. float32 masters, so that each processor's slices are exact copies
+  of the one-device variables."""
+  files, bindings = config(variants.get(label))
+  model_graph.parse(files, bindings + TINY + FLOAT32_MASTERS)
+  features = xla.packed_features(BATCH, LENGTH, VOCAB)
+  one = xla.build(features, VOCAB, compiled=False, eval_and_decode=True)
+  split = xla.build(features, VOCAB, compiled=True, eval_and_decode=True,
+                    **MESH)
+  assert any(k.endswith("_slice_3") for k in split.variables)  # 4 processors
+  _, init, first = xla.run(one)
+  start = warm(init, first)
+  assert_same_step(xla.run(one, start),
+                   masters(xla.run(split, start, to_masters=True), start),
+                   "float32")
+
+
+def test_xla_compile_cannot_span_two_devices():
+  """Why the proof above keeps the mesh on one device: xla.compile makes one
+  XlaLaunch op on one device, and TF refuses to feed it variables placed on
+  another (here a second CPU device)."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  files, bindings = config(variants.get("R"))
+  model_graph.parse(files, bindings + TINY + FLOAT32_MASTERS)
+  step = xla.build(xla.packed_features(BATCH, LENGTH, VOCAB), VOCAB,
+                   mesh_shape="m:2", layout="heads:m",
+                   devices=["/device:CPU:0", "/device:CPU:1"])
+  config_2cpu = tf.ConfigProto(device_count={"CPU": 2})
+  with tf.Session(graph=step.graph, config=config_2cpu) as sess:
+    # TF places the whole graph at its first run, the initialiser's
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="incompatible resource devices.*XlaLaunch"):
+      sess.run(step.init_ops[0])
+
+
+# --- the TPU's own lowering --------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["vanilla"] + [
+    v.label for v in variants.synthesizers()])
+def test_tpu_lowering_builds_and_stops_at_the_tpu(label):
+  """mesh-tensorflow's TPU lowering (SimdMeshImpl, variables replicated per
+  core) of the training step, inside tpu.rewrite with a one-core device
+  assignment: every op of ours lowers and the graph builds; TF refuses to run
+  it here, at the first op only a TPU has (no CPU kernel), nothing faked."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  files, bindings = config(variants.get(label))
+  model_graph.parse(files, bindings + TINY)
+  step = xla.build(xla.packed_features(BATCH, LENGTH, VOCAB), VOCAB,
+                   compiled="tpu")
+  types = {op.type for op in step.graph.get_operations()}
+  assert {"TPUReplicateMetadata", "TPUReplicatedOutput"} <= types
+  with tf.Session(graph=step.graph) as sess:
+    # the session takes in the whole graph at its first run, the initialiser's
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="No OpKernel was registered to support Op "
+                       "'TPU(ReplicatedInput|ReplicateMetadata)'"):
+      sess.run(step.init_ops[0])
