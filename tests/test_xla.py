@@ -180,3 +180,19 @@ def test_tpu_lowering_builds_and_stops_at_the_tpu(label):
                        match="No OpKernel was registered to support Op "
                        "'TPU(ReplicatedInput|ReplicateMetadata)'"):
       sess.run(step.init_ops[0])
+
+
+@pytest.mark.slow
+def test_xla_compiles_away_linformers_packing_guard():
+  """Linformer refuses packed rows with a TF assert (baselines.py): TF's
+  runtime raises, XLA drops asserts and trains on. On a TPU only the config
+  (pack = False) protects a Linformer run; docs/reference.md says so."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  files, bindings = config(variants.get("Linformer"))
+  model_graph.parse(files, bindings + TINY)
+  packed = xla.packed_features(BATCH, LENGTH, VOCAB, packed=True)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="LinformerAttention got a packed batch"):
+    xla.run(xla.build(packed, VOCAB, compiled=False))
+  got, _, _ = xla.run(xla.build(packed, VOCAB, compiled=True))
+  assert np.isfinite(got["loss"])
