@@ -34,9 +34,11 @@ BATCH, LENGTH, VOCAB = 2, 8, 40
 # gradient sums many bfloat16 products of both signs), a wrong gradient is O(1).
 TOLERANCE = {"float32": (1e-5, 1e-3), "bfloat16": (1e-2, 0.15)}
 # plus this fraction of each value: a step at rounding level (a second moment
-# already at its target, whose gradient's float32 sum differs in the 6th digit)
-# is noise under either compiler
-FLOOR = 5e-5
+# already near its target, whose g^2 differs in the 6th digit in float32; with
+# bfloat16 activations a gradient summed over N x N bfloat16 products, e.g.
+# a mixture's alpha, differs by ~1%, its g^2 by 2%, measured 1.5% of the slot)
+FLOOR = {"float32": 5e-5, "bfloat16": 5e-5}
+SLOT_FLOOR = {"float32": 5e-5, "bfloat16": 3e-2}
 WARM_STEP = 10
 
 
@@ -82,7 +84,8 @@ def assert_same_step(tf_run, xla_run, dtype):
     scale = np.abs(step_tf).max()
     if "_slot_v" in name and start.size > 1:  # the gradient reached it (one
       assert scale > 0, name  # value: its warm mean is its g^2, no step)
-    np.testing.assert_allclose(step_xla + start, step_tf + start, rtol=FLOOR,
+    floor = (SLOT_FLOOR if "_slot_" in name else FLOOR)[dtype]
+    np.testing.assert_allclose(step_xla + start, step_tf + start, rtol=floor,
                                atol=update_tol * scale, err_msg=name)
 
 
