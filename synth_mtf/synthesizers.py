@@ -191,6 +191,19 @@ class GlobalSynthesizer(SynthesizingFunction):
     return _gather_table(t, sctx)
 
 
+def heads_before_length(sctx, shape):
+  """shape with heads ahead of the query length: [..., heads, length, memory],
+  the order of Random's logits and of the weights x values einsum, so that
+  XLA need not keep a transposed copy of the h x N x N weights (measured:
+  one more per layer at the peak of Dense's training step)."""
+  dims = shape.dims
+  if sctx.length_dim is None or sctx.heads_dim not in dims:
+    return shape
+  dims = [d for d in dims if d != sctx.heads_dim]
+  dims.insert(dims.index(sctx.length_dim), sctx.heads_dim)
+  return mtf.Shape(dims)
+
+
 def _take_row(t, position):
   """t at `position` along max_length: [position's dims..., t's other dims].
 
@@ -406,7 +419,11 @@ class Dense(LocalSynthesizer):
     w2 = mtf.slice(w2, 0, cols, MAX_MEMORY_LENGTH_DIM)
     if scale is not None:
       w2 *= scale
-    return mtf.einsum([self.hidden(sctx), w2], reduced_dims=[sctx.kv_dim])
+    h = self.hidden(sctx)
+    memory = w2.shape.get_dim_by_name(MAX_MEMORY_LENGTH_DIM)
+    rest = [d for d in w2.shape.dims if d not in h.shape.dims + [memory]]
+    out = mtf.Shape((h.shape - sctx.kv_dim).dims + rest + [memory])
+    return mtf.einsum([h, w2], output_shape=heads_before_length(sctx, out))
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
     w2_copies = 1 if self.share_w2 else num_heads
@@ -486,7 +503,9 @@ class FactorizedDense(LocalSynthesizer):
     # index j = ib * a + ia  ->  A[j mod a] * B[j div a]
     tiled_a = mtf.reshape(mtf.broadcast(fa, outer), flat)
     repeated_b = mtf.reshape(mtf.broadcast(fb, outer), flat)
-    return mtf.slice(tiled_a * repeated_b, 0, cols, MAX_MEMORY_LENGTH_DIM)
+    product = mtf.einsum([tiled_a, repeated_b],
+                         output_shape=heads_before_length(sctx, flat))
+    return mtf.slice(product, 0, cols, MAX_MEMORY_LENGTH_DIM)
 
   def num_params(self, d_model, num_heads, d_kv, max_length):
     a, b = self.factors(max_length)

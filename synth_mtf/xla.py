@@ -268,3 +268,32 @@ def memory_report(dump_dir):
       parts["outputs"] += int(size)
   return dict(total=total, temporaries=total - sum(parts.values()), file=path,
               **parts)
+
+
+PEAK_RE = re.compile(r"^  Live ranges at \d+ \(peak\):\n((?:    .*\n)+)", re.M)
+INSTRUCTION_RE = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) (.*)$", re.M)
+OP_NAME_RE = re.compile(r'op_name="([^"]*)"')
+
+
+def peak_buffers(dump_dir, top=15):
+  """The largest buffers live at the step's peak (from the buffer
+  assignment's "Live ranges at N (peak)"), as [(bytes, instruction, shape,
+  the TF op it came from)], largest first."""
+  report = memory_report(dump_dir)
+  with open(report["file"]) as f:
+    m = PEAK_RE.search(f.read())
+  if not m:
+    return []
+  sizes = {}
+  for line in m.group(1).splitlines():
+    name, _, size = line.strip().rpartition(": ")
+    sizes[name] = int(size.split()[0])
+  hlo = report["file"].replace("-buffer-assignment.txt", ".txt")
+  where = {}
+  if os.path.exists(hlo):
+    with open(hlo) as f:
+      for name, shape, rest in INSTRUCTION_RE.findall(f.read()):
+        op = OP_NAME_RE.search(rest)
+        where.setdefault(name, (shape, op.group(1) if op else ""))
+  rows = [(b, n) + where.get(n, ("", "")) for n, b in sizes.items()]
+  return sorted(rows, reverse=True)[:top]

@@ -34,9 +34,11 @@ BATCH, LENGTH, VOCAB = 2, 8, 40
 # gradient sums many bfloat16 products of both signs), a wrong gradient is O(1).
 TOLERANCE = {"float32": (1e-5, 1e-3), "bfloat16": (1e-2, 0.15)}
 # plus this fraction of each value: a step at rounding level (a second moment
-# already at its target, whose gradient's float32 sum differs in the 6th digit)
-# is noise under either compiler
-FLOOR = 5e-5
+# already near its target, whose g^2 differs in the 6th digit in float32; with
+# bfloat16 activations a gradient summed over N x N bfloat16 products, e.g.
+# a mixture's alpha, differs by ~1%, its g^2 by 2%, measured 1.5% of the slot)
+FLOOR = {"float32": 5e-5, "bfloat16": 5e-5}
+SLOT_FLOOR = {"float32": 5e-5, "bfloat16": 3e-2}
 WARM_STEP = 10
 
 
@@ -82,7 +84,8 @@ def assert_same_step(tf_run, xla_run, dtype):
     scale = np.abs(step_tf).max()
     if "_slot_v" in name and start.size > 1:  # the gradient reached it (one
       assert scale > 0, name  # value: its warm mean is its g^2, no step)
-    np.testing.assert_allclose(step_xla + start, step_tf + start, rtol=FLOOR,
+    floor = (SLOT_FLOOR if "_slot_" in name else FLOOR)[dtype]
+    np.testing.assert_allclose(step_xla + start, step_tf + start, rtol=floor,
                                atol=update_tol * scale, err_msg=name)
 
 
@@ -180,3 +183,19 @@ def test_tpu_lowering_builds_and_stops_at_the_tpu(label):
                        match="No OpKernel was registered to support Op "
                        "'TPU(ReplicatedInput|ReplicateMetadata)'"):
       sess.run(step.init_ops[0])
+
+
+@pytest.mark.slow
+def test_xla_compiles_away_linformers_packing_guard():
+  """Linformer refuses packed rows with a TF assert (baselines.py): TF's
+  runtime raises, XLA drops asserts and trains on. On a TPU only the config
+  (pack = False) protects a Linformer run; docs/reference.md says so."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  files, bindings = config(variants.get("Linformer"))
+  model_graph.parse(files, bindings + TINY)
+  packed = xla.packed_features(BATCH, LENGTH, VOCAB, packed=True)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="LinformerAttention got a packed batch"):
+    xla.run(xla.build(packed, VOCAB, compiled=False))
+  got, _, _ = xla.run(xla.build(packed, VOCAB, compiled=True))
+  assert np.isfinite(got["loss"])
