@@ -30,6 +30,17 @@ import harness
 from harness import H, KV, make_layer, x_input  # pylint: disable=g-multiple-import
 from synth_mtf import model_graph
 
+
+@pytest.fixture(autouse=True)
+def _clean_gin():
+  # The layers here are built without parsing a config, so a binding another
+  # test file left in this process (e.g. Dense.share_w2 = True) would change
+  # them: start and end each test with gin empty.
+  gin.clear_config(clear_constants=True)
+  yield
+  gin.clear_config(clear_constants=True)
+
+
 CORES = 2
 HEADS_SPLIT = "heads:model"
 NO_TPU_KERNEL = ("No OpKernel was registered to support Op "
