@@ -70,6 +70,27 @@ def test_packed_row_equals_examples_alone(kinds):
                                single["y"][0, :stop - start], atol=1e-5)
 
 
+@pytest.mark.parametrize("seq", [SEQ, [[1] * 5 + [0] * 3, [1] * 8]],
+                         ids=["packed", "unpacked"])
+@pytest.mark.parametrize("kinds", VARIANTS, ids="+".join)
+def test_gather_gradient_equals_tfs_own(kinds, seq, monkeypatch):
+  """The hand-written gradient of the per-segment gather (one tf.cond, for
+  XLA's memory) equals TF's own gradient of the gather taken every time, on a
+  batch with a packed row (the scatter-add) and on an unpacked one (skipped)."""
+  x = x_input()
+  ours = harness.run_layer(make_layer(kinds), x, sequence_id=seq, grads=True,
+                           var_values=alpha_values(kinds))
+  monkeypatch.setattr(synthesizers, "_take_last_unless_default",
+                      lambda x, index, default: synthesizers._take_last(x, index()))  # pylint: disable=protected-access
+  tfs = harness.run_layer(make_layer(kinds), x, sequence_id=seq, grads=True,
+                          var_values=ours["vars"])
+  np.testing.assert_allclose(ours["y"], tfs["y"], atol=1e-6)
+  assert sorted(ours["grads"]) == sorted(tfs["grads"])
+  for name, g in ours["grads"].items():
+    np.testing.assert_allclose(g, tfs["grads"][name], atol=1e-5, rtol=1e-5,
+                               err_msg=name)
+
+
 @pytest.mark.parametrize("kinds", [["random", "dense", "dot_product"],
                                    ["factorized_random", "factorized_dense"]],
                          ids="+".join)
