@@ -59,6 +59,7 @@ import quality_data
 import quality_report
 import quality_runs
 from quality_rows import PRETRAIN_VARIANTS
+from synth_mtf import checkpoints
 
 
 def main(argv=None):
@@ -266,7 +267,7 @@ class Benchmark:
             pieces=self.pieces)
       quality_runs.keep_checkpoint(run_dir, step, kept)
     result = benchlib.read_json(os.path.join(kept, "result.json"), None)
-    return (os.path.join(kept, "model.ckpt-%d" % step), step,
+    return (checkpoints.path(kept, step), step,
             math.exp(-result["value"]))
 
 

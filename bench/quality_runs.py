@@ -13,6 +13,7 @@ import shutil
 import benchlib
 from quality_data import datasets, model_dirs
 from quality_rows import THREE_SEEDS, VARIANTS, VARIATIONS
+from synth_mtf import checkpoints
 
 SEEDED = ["utils.run.train_dataset_fn = "
           "@synth_mtf.reproducible.seeded_train_dataset_fn"]
@@ -271,7 +272,7 @@ def hold_tables(out, kind):
 
 def has_checkpoint(run_dir, step):
   """Whether run_dir holds a finished run's checkpoint at `step`."""
-  return (os.path.exists(os.path.join(run_dir, "model.ckpt-%d.index" % step))
+  return (os.path.exists(checkpoints.path(run_dir, step) + ".index")
           and os.path.exists(os.path.join(run_dir, "result.json")))
 
 
@@ -279,7 +280,7 @@ def keep_checkpoint(run_dir, step, kept):
   """Copy what init_checkpoint reads of run_dir's checkpoint at `step` (its
   index and data, not the graph) and the run's result.json to `kept`, whole
   or not at all (a copy stopped half way is not taken for one)."""
-  prefix = "model.ckpt-%d." % step
+  prefix = os.path.basename(checkpoints.path(run_dir, step)) + "."
   tmp = kept + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
@@ -298,5 +299,6 @@ def restore_checkpoint(kept, step, run_dir):
   shutil.rmtree(tmp, ignore_errors=True)
   shutil.copytree(kept, tmp)
   with open(os.path.join(tmp, "checkpoint"), "w") as f:
-    f.write('model_checkpoint_path: "model.ckpt-%d"\n' % step)
+    f.write('model_checkpoint_path: "%s"\n' % os.path.basename(
+        checkpoints.path(run_dir, step)))
   os.replace(tmp, run_dir)

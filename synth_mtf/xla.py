@@ -69,6 +69,11 @@ class Step(object):
       self.to_slices = lowering.copy_masters_to_slices()
       self.to_masters = lowering.copy_slices_to_masters()
       self.init_ops = [tf_v1().global_variables_initializer(), self.to_slices]
+      # one run sets many variables (a Variable.load each took seconds)
+      self._setters = {}
+      for name, v in variables.items():
+        value = tf_v1().placeholder(v.dtype.base_dtype, v.shape)
+        self._setters[name] = (value, tf_v1().assign(v, value))
 
   def values(self, sess):
     return sess.run({k: v for k, v in self.variables.items()})
@@ -78,13 +83,14 @@ class Step(object):
     masters, then the slices (copied from the masters, or given)."""
     assert set(values) <= set(self.variables), sorted(
         set(values) - set(self.variables))
-    for name, v in self.variables.items():
-      if name in values and name in self.masters:
-        v.load(values[name], sess)
+    self._set(sess, values, [n for n in values if n in self.masters])
     sess.run(self.to_slices)
-    for name, v in self.variables.items():
-      if name in values and name not in self.masters:
-        v.load(values[name], sess)
+    self._set(sess, values, [n for n in values if n not in self.masters])
+
+  def _set(self, sess, values, names):
+    if names:
+      sess.run([self._setters[n][1] for n in names],
+               {self._setters[n][0]: values[n] for n in names})
 
 
 def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
@@ -149,6 +155,16 @@ def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
     if eval_and_decode:  # the update after the reads of eval and decode
       after = [outputs["eval_loss"], outputs["decodes"]]
       grads = [mtf.depend(g, after) for g in grads]
+    if not compiled:
+      # TF's runtime in the CLI's v1 mode (ref variables) lets Adafactor's
+      # in-place update of a variable run while a backward op still reads it
+      # (for an earlier layer's gradient): two TF runs of one step differed in
+      # the embedding's slot (1e-5, 15%). So this reference orders every update
+      # after every gradient (a scalar of each: a split mesh's gradients are
+      # lazy all-reduces). XLA reads in graph order: its runs matched this.
+      # Not in the compiled graph, whose buffers `synth-mtf fit` measures.
+      done = mtf.depend(outputs["loss"], [mtf.reduce_sum(g) for g in grads])
+      grads = [mtf.depend(g, [done]) for g in grads]
     updates = optimizer()(learning_rate=0.01).apply_grads(grads, variables)
     shape = mtf.convert_to_shape(mesh_shape)
     if compiled == "tpu":

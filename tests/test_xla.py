@@ -14,15 +14,30 @@ set to each slot's mean from a first TF step): at step 0 Adafactor's update is
 lr * sign(g) (its second moment is g^2), so a gradient near zero whose rounding
 differs between two compilers flips a whole update; warmed, the update is a
 smooth function of the gradient, and a tolerance on it means something.
+
+Built in the mode the CLI trains in (tf.disable_v2_behavior: ref variables),
+where TF's runtime would let Adafactor's in-place update of a variable race
+with a backward op still reading it (two TF runs of one step differed in the
+embedding's slot); xla.build orders every update after every read.
 """
+
+import os
 
 import numpy as np
 import pytest
 
-import gin
+# LLVM's optimisation level 0 halves each compile (9 -> 5 s measured); XLA's
+# own passes, which decide what is computed and which buffers exist, run as
+# always. Read at the process's first XLA compile.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import gin  # pylint: disable=g-import-not-at-top
+import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
 from synth_mtf import model_graph
 from synth_mtf import variants
 from synth_mtf import xla
+
+tf.disable_v2_behavior()  # the mode the CLI trains in (ref variables, TF1 cond)
 
 # tiny dims: one layer per stack keeps each XLA compile to a few seconds
 TINY = ["d_model = 16", "num_layers = 1", "d_ff = 32", "num_heads = 2",
@@ -171,7 +186,6 @@ def test_xla_compile_cannot_span_two_devices():
   """Why the proof above keeps the mesh on one device: xla.compile makes one
   XlaLaunch op on one device, and TF refuses to feed it variables placed on
   another (here a second CPU device)."""
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   files, bindings = config(variants.get("R"))
   model_graph.parse(files, bindings + TINY + FLOAT32_MASTERS)
   step = xla.build(xla.packed_features(BATCH, LENGTH, VOCAB), VOCAB,
@@ -195,7 +209,6 @@ def test_tpu_lowering_builds_and_stops_at_the_tpu(label):
   core) of the training step, inside tpu.rewrite with a one-core device
   assignment: every op of ours lowers and the graph builds; TF refuses to run
   it here, at the first op only a TPU has (no CPU kernel), nothing faked."""
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   files, bindings = config(variants.get(label))
   model_graph.parse(files, bindings + TINY)
   step = xla.build(xla.packed_features(BATCH, LENGTH, VOCAB), VOCAB,
@@ -215,7 +228,6 @@ def test_xla_compiles_away_linformers_packing_guard():
   """Linformer refuses packed rows with a TF assert (baselines.py): TF's
   runtime raises, XLA drops asserts and trains on. On a TPU only the config
   (pack = False) protects a Linformer run; docs/reference.md says so."""
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   files, bindings = config(variants.get("Linformer"))
   model_graph.parse(files, bindings + TINY)
   packed = xla.packed_features(BATCH, LENGTH, VOCAB, packed=True)
