@@ -115,8 +115,9 @@ def assert_same_step(tf_run, xla_run, dtype):
 
 
 # mesh-tensorflow's own Synthesizer with bfloat16 activations: XLA compiles it,
-# but stock_D's greedy decode differs from TF's from the first token of a row
-# and stock_R+V misses the tolerance; not yet explained (float32 matches)
+# but its greedy decode differs from TF's (stock_D: a row from its first token;
+# stock_R+V: one token), also with --xla_allow_excess_precision=false; not yet
+# explained (float32 matches; docs/reference.md)
 UNEXPLAINED = {("stock_D", "bfloat16"), ("stock_R+V", "bfloat16")}
 
 
