@@ -266,7 +266,7 @@ def _take_last_unless_default(x, index, default):
   The gradient is one tf.cond as well, written here: tf.cond's own gradient
   (TF1 control flow) adds a zeros tensor per branch and sums them, and XLA
   keeps that sum as one more [batch, heads, N, N] buffer at the peak of a
-  mixture's step (bench/xla_peak.py, length 2048: R+D 4.014 -> 3.659 GiB,
+  mixture's step (bench/xla_peak.py, length 2048: R+D 4.014 -> 3.639 GiB,
   D+V 3.711 -> 3.336 GiB)."""
 
   @tf.custom_gradient

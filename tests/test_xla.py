@@ -18,7 +18,8 @@ smooth function of the gradient, and a tolerance on it means something.
 Built in the mode the CLI trains in (tf.disable_v2_behavior: ref variables),
 where TF's runtime would let Adafactor's in-place update of a variable race
 with a backward op still reading it (two TF runs of one step differed in the
-embedding's slot); xla.build orders every update after every read.
+embedding's slot); xla.build's TF reference orders every update after
+every gradient.
 """
 
 import os
