@@ -161,7 +161,7 @@ def build(features, vocab, compiled=True, eval_and_decode=False, seed=0,
       # (for an earlier layer's gradient): two TF runs of one step differed in
       # the embedding's slot (1e-5, 15%). So this reference orders every update
       # after every gradient (a scalar of each: a split mesh's gradients are
-      # lazy all-reduces). XLA reads in graph order: its runs matched this.
+      # lazy all-reduces). XLA's runs of the unordered step matched this.
       # Not in the compiled graph, whose buffers `synth-mtf fit` measures.
       done = mtf.depend(outputs["loss"], [mtf.reduce_sum(g) for g in grads])
       grads = [mtf.depend(g, [done]) for g in grads]
