@@ -130,9 +130,9 @@ def lower_bound(r):
   """Bytes the step needs at least: XLA's total, else the variables'."""
   if r.get("total_bytes"):
     return r["total_bytes"]
-  if r["status"] == "too_big":
+  if r["status"] == "too_big" and r["param_bytes"] is not None:
     return r["param_bytes"] + r["slot_bytes"]
-  return None
+  return None  # not measured: a shorter length already stopped
 
 
 def longest_fitting(rows, variant, dtype, budget):
@@ -188,7 +188,7 @@ def write(out, rows, stamps):
             cells.append("")
           elif r["status"] == "ok":
             cells.append(gib(r["total_bytes"]))
-          elif r["status"] == "too_big":
+          elif lower_bound(r) is not None:  # too_big, its variables' bytes
             cells.append("(%s) too_big" % gib(lower_bound(r)))
           else:
             cells.append(r["status"])
