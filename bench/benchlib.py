@@ -58,8 +58,9 @@ def write_csv(path, columns, rows):
 
 
 def write_json(path, obj):
-  # whole or not at all: a sweep stopped while writing keeps the last table
-  tmp = path + ".tmp"
+  # whole or not at all: a sweep stopped while writing keeps the last table;
+  # the pid keeps two writers of one table (two shards of a bench) apart
+  tmp = "%s.%d.tmp" % (path, os.getpid())
   try:
     with open(tmp, "w") as f:
       json.dump(obj, f, indent=1)

@@ -208,6 +208,7 @@ def write(out, rows, stamps):
                      None) for n in lengths]] for v in variants]))
       f.write("\n")
     f.write(ratio_section(rows))
+    f.write(tf_section(rows, read_tf_rows()))
     f.write("\n## All rows\n\n" + benchlib.md_table(COLUMNS, [
         dict(r, total_bytes=gib(r["total_bytes"]),
              input_bytes=gib(r["input_bytes"]),
@@ -244,9 +245,47 @@ def ratio_section(rows):
               lra[1024], lra[2048], lra[4096]))
 
 
+def read_tf_rows():
+  """bench/memory.py's rows: the same step run by TF's CPU runtime."""
+  return benchlib.read_json(os.path.join(benchlib.RESULTS, "memory",
+                                         "memory.json"), {"rows": []})["rows"]
+
+
+def tf_section(rows, tf_rows):
+  """XLA's float32 total next to TF's runtime peak for the same step."""
+  lengths = sorted({r["length"] for r in tf_rows})
+  table = []
+  for v in all_variants():
+    tf_mine = {r["length"]: r for r in tf_rows if r["variant"] == v}
+    if not tf_mine:
+      continue
+    cells = [v]
+    for n in lengths:
+      x = next((r for r in rows if (r["variant"], r["dtype"], r["length"]) ==
+                (v, "float32", n)), None)
+      xla = (gib(x["total_bytes"]) if x and x["status"] == "ok" else
+             x["status"] if x else "")
+      t = tf_mine.get(n)
+      if t is None:
+        ran = ""
+      elif t["status"] == "ok":
+        ran = gib(t["peak_rss_bytes"])
+      elif t["status"] == "oom" and t["peak_rss_bytes"]:
+        ran = "oom (>%s)" % gib(t["peak_rss_bytes"])
+      else:
+        ran = t["status"]
+      cells.append("%s / %s" % (xla or "-", ran or "-"))
+    table.append(cells)
+  return ("\n## Next to TF's runtime\n\nXLA's total (float32, above) / the "
+          "peak resident memory of the same step run by TF's CPU runtime "
+          "([bench/memory.py](../memory/memory.md), capped at 16 GiB; it "
+          "includes the runtime and the graph, about 2 GiB). oom (>x): stopped "
+          "at the cap; oom alone: not run after a shorter length stopped.\n\n"
+          + benchlib.md_table(["variant"] + [str(n) for n in lengths], table))
+
+
 def plot(out, rows, stamps):
-  tf_rows = benchlib.read_json(os.path.join(benchlib.RESULTS, "memory",
-                                            "memory.json"), {"rows": []})
+  tf_rows = {"rows": read_tf_rows()}
   panels = []
   for dtype in DTYPES:
     ok = [r for r in rows if r["dtype"] == dtype and r["status"] == "ok"]
@@ -262,6 +301,14 @@ def plot(out, rows, stamps):
     benchlib.loglog(os.path.join(out, "xla_memory.png"), panels,
                     "input length", "training step memory vs length: XLA "
                     "(compiled, buffer assignment) and TF runtime", stamps)
+
+
+def stamps_with(out, mine):
+  """The stamps on record plus this run's, read afresh before each write:
+  two runs sharing --out (say, one per dtype) keep each other's stamps."""
+  old = benchlib.read_json(os.path.join(out, "xla_memory.json"),
+                           {"stamps": []})["stamps"]
+  return [s for s in old if s["date"] != mine["date"]] + [mine]
 
 
 def main(argv=None):
@@ -288,13 +335,10 @@ def main(argv=None):
       all_variants())
   dtypes = args.dtypes.split(",")
   os.makedirs(os.path.join(args.out, "rows"), exist_ok=True)
-  old = benchlib.read_json(os.path.join(args.out, "xla_memory.json"),
-                           {"stamps": []})
   mine = dict(benchlib.stamp(), settings=(
       "Batch %d, targets %d; caps %g GiB resident, %d s compiling.%s" % (
           args.batch, args.target_length, args.rss_cap_gib,
           args.compile_cap_s, " " + args.note if args.note else "")))
-  stamps = old["stamps"] + [mine]
   redo = set(filter(None, args.redo.split(",")))
   t_start = time.time()
   for variant, dtype, length in plan(variants, dtypes, args.lengths):
@@ -322,10 +366,10 @@ def main(argv=None):
       row = measure(args, variant, dtype, length, mine["date"])
       print("  %s" % {k: row.get(k) for k in COLUMNS}, flush=True)
     benchlib.write_json(path, row)
-    write(args.out, load_rows(args.out), stamps)
+    write(args.out, load_rows(args.out), stamps_with(args.out, mine))
   rows = load_rows(args.out)
   if rows:
-    write(args.out, rows, stamps)
+    write(args.out, rows, stamps_with(args.out, mine))
   print("wrote %s/xla_memory.{md,csv,json,png}" % args.out)
 
 

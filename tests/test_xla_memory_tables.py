@@ -36,3 +36,22 @@ def test_stop_then_not_run_rows(tmp_path):
   assert cells[1:4] == ["3.00", "(20.00) too_big", "too_big"]
   assert m.longest_fitting(rows, "R", "float32", 16) == (512, 1024)
   assert m.longest_fitting(rows, "R", "float32", 32) == (512, None)
+
+
+def test_next_to_tf_runtime():
+  m = xla_memory()
+  rows = [row(512, "ok", total=3 * GIB), row(1024, "too_big", params=20 * GIB)]
+  tf_rows = [dict(variant="R", length=512, status="ok",
+                  peak_rss_bytes=4 * GIB),
+             dict(variant="R", length=1024, status="oom",
+                  peak_rss_bytes=16.5 * GIB),
+             dict(variant="R", length=2048, status="oom",
+                  peak_rss_bytes=None),
+             dict(variant="Fix", length=512, status="ok",
+                  peak_rss_bytes=GIB)]
+  text = m.tf_section(rows, tf_rows)
+  line = next(l for l in text.splitlines() if l.startswith("| R |"))
+  cells = [c.strip() for c in line.strip("|").split("|")]
+  assert cells[1:] == ["3.00 / 4.00", "too_big / oom (>16.50)", "- / oom"]
+  # a variant with TF rows and no XLA rows still shows TF's
+  assert "| Fix | - / 1.00 |" in text
