@@ -91,6 +91,40 @@ def test_gather_gradient_equals_tfs_own(kinds, seq, monkeypatch):
                                err_msg=name)
 
 
+def _scatter_grad(dy, idx):
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default(), tf.Session() as sess:
+    return sess.run(synthesizers._take_last_grad(  # pylint: disable=protected-access
+        tf.constant(dy), tf.constant(idx)))
+
+
+@pytest.mark.parametrize("dy_shape,idx_shape,limit", [
+    ((3, 2, 6), (3, 1, 6), 6),  # one row a scatter: split, squeeze, split
+    ((4, 3, 2), (4, 1, 2), 12),  # two leading entries a scatter
+    ((2, 3, 2, 4), (2, 1, 1, 4), 8),  # the rows layout, idx [batch, 1, 1, M]
+    ((2, 2, 4), (1, 4), 4)])  # idx of lower rank, broadcast over the batch
+def test_gather_gradient_split_past_xlas_scatter_limit(dy_shape, idx_shape,
+                                                       limit, monkeypatch):
+  """XLA compiles no scatter of 2**31 or more indices (length 16384, batch 4);
+  past the limit the gradient is one scatter per slice of the leading axes.
+  With a tiny limit every path runs; the sum equals NumPy's, index by index."""
+  monkeypatch.setattr(synthesizers, "_MAX_SCATTER", limit)
+  rng = np.random.RandomState(0)
+  dy = rng.randn(*dy_shape).astype(np.float32)
+  idx = rng.randint(0, dy_shape[-1], size=idx_shape).astype(np.int32)
+  want = np.zeros_like(dy)
+  full = np.broadcast_to(idx, dy_shape)
+  for pos in np.ndindex(*dy_shape):
+    want[pos[:-1] + (full[pos],)] += dy[pos]
+  np.testing.assert_allclose(_scatter_grad(dy, idx), want, atol=1e-6)
+
+
+def test_gather_gradient_row_past_xlas_scatter_limit_is_an_error(monkeypatch):
+  monkeypatch.setattr(synthesizers, "_MAX_SCATTER", 5)
+  with pytest.raises(ValueError, match="scatter limit.*shorter max_length"):
+    _scatter_grad(np.ones((2, 6), np.float32), np.zeros((2, 6), np.int32))
+
+
 @pytest.mark.parametrize("kinds", [["random", "dense", "dot_product"],
                                    ["factorized_random", "factorized_dense"]],
                          ids="+".join)
