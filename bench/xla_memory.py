@@ -279,8 +279,10 @@ def tf_section(rows, tf_rows):
   return ("\n## Next to TF's runtime\n\nXLA's total (float32, above) / the "
           "peak resident memory of the same step run by TF's CPU runtime "
           "([bench/memory.py](../memory/memory.md), capped at 16 GiB; it "
-          "includes the runtime and the graph, about 2 GiB). oom (>x): stopped "
-          "at the cap; oom alone: not run after a shorter length stopped.\n\n"
+          "includes the runtime and the graph, about 2 GiB; measured at the "
+          "commits its stamps name, before this table's layer changes). "
+          "oom (>x): stopped at the cap; oom alone: not run after a shorter "
+          "length stopped.\n\n"
           + benchlib.md_table(["variant"] + [str(n) for n in lengths], table))
 
 

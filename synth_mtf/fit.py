@@ -41,7 +41,10 @@ NOTE = (
     "arrays to its tiles (8 x 128), fuses and schedules its own way, updates "
     "the variables in place (here the updated values get buffers of their own, "
     "counted under temporaries, so for the variables this errs high) and adds "
-    "the buffers of communication between cores. Leave a margin.")
+    "the buffers of communication between cores. With bfloat16 activations "
+    "this CPU's XLA computes bfloat16 matmuls in float32 and keeps float32 "
+    "copies of their inputs where a TPU keeps bfloat16, so it errs high there "
+    "too. Leave a margin.")
 AS_SLACK = 8 * GIB  # address space a capped child may reserve above the cap
 IGNORED_FLAGS = ("model_dir", "tpu", "gcp_project", "tpu_zone", "tpu_job_name",
                  "t5_tfds_data_dir")
