@@ -158,6 +158,7 @@ def write(out, rows, stamps):
   benchlib.write_csv(os.path.join(out, "xla_memory.csv"), COLUMNS, rows)
   variants = [v for v in all_variants() if any(r["variant"] == v
                                                for r in rows)]
+  tf_rows = read_tf_rows()
   with open(os.path.join(out, "xla_memory.md"), "w") as f:
     f.write("# A training step's memory under XLA vs length: T5.1.1-small "
             "dims, batch 4, targets 16, Adafactor, one core\n\n")
@@ -208,13 +209,13 @@ def write(out, rows, stamps):
                      None) for n in lengths]] for v in variants]))
       f.write("\n")
     f.write(ratio_section(rows))
-    f.write(tf_section(rows, read_tf_rows()))
+    f.write(tf_section(rows, tf_rows))
     f.write("\n## All rows\n\n" + benchlib.md_table(COLUMNS, [
         dict(r, total_bytes=gib(r["total_bytes"]),
              input_bytes=gib(r["input_bytes"]),
              param_bytes=gib(r["param_bytes"]),
              slot_bytes=gib(r["slot_bytes"])) for r in rows]))
-  plot(out, rows, used)
+  plot(out, rows, used, tf_rows)
 
 
 def ratio_section(rows):
@@ -286,8 +287,7 @@ def tf_section(rows, tf_rows):
           + benchlib.md_table(["variant"] + [str(n) for n in lengths], table))
 
 
-def plot(out, rows, stamps):
-  tf_rows = {"rows": read_tf_rows()}
+def plot(out, rows, stamps, tf_rows):
   panels = []
   for dtype in DTYPES:
     ok = [r for r in rows if r["dtype"] == dtype and r["status"] == "ok"]
@@ -296,7 +296,7 @@ def plot(out, rows, stamps):
           v: [(r["length"], r["total_bytes"] / GIB) for r in ok
               if r["variant"] == v] for v in all_variants()}))
   panels.append(("TF runtime peak RSS, GiB (bench/memory.py, float32)", {
-      v: [(r["length"], r["peak_rss_bytes"] / GIB) for r in tf_rows["rows"]
+      v: [(r["length"], r["peak_rss_bytes"] / GIB) for r in tf_rows
           if r["variant"] == v and r["status"] == "ok"]
       for v in all_variants()}))
   if len(panels) > 1:
